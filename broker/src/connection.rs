@@ -1,0 +1,894 @@
+//! One MQTT client's life: CONNECT, a link to the router, packets pumped both ways
+//! with backpressure, keep-alive, and an orderly end (will, presence, router cleanup).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use metrics::{counter, gauge, Counter};
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{
+    ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Packet,
+    PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason,
+};
+use rumqttd::Notification;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+use crate::codec::Codec;
+use crate::connect::{client_id_problem, read_connect, ConnectRequest};
+use crate::events::{now_ms, DeviceInfo, OfflineReason};
+use crate::packet::{
+    client_may_send, fixed_header, kind, publish_qos_and_pkid, refusal, Refusal, Version,
+};
+use crate::transport::MqttIo;
+use crate::will::Will;
+use crate::Edge;
+
+/// Packets waiting in our link's buffer for the router before we stop reading the
+/// socket (backpressure on publishers the router itself never throttles).
+const INCOMING_HIGH_WATER: usize = 1_000;
+/// Router channel events in flight before every connection pauses its reads.
+const ROUTER_HIGH_WATER: usize = 800;
+/// Bytes gathered from the router before one socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Room for topic, properties and header on top of `max_payload`.
+const PACKET_OVERHEAD: usize = 64 * 1024 + 16;
+/// How long a paused reader waits before checking the router again.
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(1);
+
+/// How a connection ended.
+#[derive(Debug)]
+enum End {
+    /// The client sent DISCONNECT (v5 may ask for its will anyway).
+    Disconnect {
+        with_will: bool,
+    },
+    Closed,
+    KeepAlive,
+    TakenOver,
+    Shutdown,
+    /// We ended it for a protocol or limit violation; v5 clients get this reason code.
+    Violation(DisconnectReasonCode, String),
+    Io(String),
+    RouterGone,
+}
+
+impl End {
+    fn offline_reason(&self, had_will: bool) -> OfflineReason {
+        match self {
+            End::Disconnect { with_will: false } => OfflineReason::Disconnect,
+            End::KeepAlive => OfflineReason::KeepAlive,
+            End::TakenOver => OfflineReason::TakenOver,
+            End::Shutdown | End::Violation(..) => OfflineReason::Kicked,
+            _ if had_will => OfflineReason::Will,
+            _ => OfflineReason::Error,
+        }
+    }
+
+    fn publishes_will(&self) -> bool {
+        !matches!(self, End::Disconnect { with_will: false } | End::Shutdown)
+    }
+}
+
+/// Serves one connection whose TLS / WebSocket handshake (if any) is done.
+/// `admitted` is false when the server is at `max_connections`: the client is then
+/// told "server busy" in its own protocol version.
+pub async fn serve<I: MqttIo>(
+    mut io: I,
+    edge: Arc<Edge>,
+    peer: SocketAddr,
+    listener: &'static str,
+    shutdown: watch::Receiver<bool>,
+    admitted: bool,
+    handshake_deadline: Instant,
+) {
+    let config = &edge.config.mqtt;
+    let max_remaining = config.max_payload.as_usize() + PACKET_OVERHEAD;
+    let mut buf = BytesMut::with_capacity(4096);
+
+    let read = timeout_at(
+        handshake_deadline,
+        read_connect(&mut io, &mut buf, max_remaining),
+    )
+    .await;
+    let (request, codec) = match read {
+        None => {
+            refuse_quietly(
+                &mut io,
+                peer,
+                listener,
+                Refusal::Timeout,
+                "no CONNECT before the deadline",
+            )
+            .await;
+            return;
+        }
+        Some(Err(failure)) => {
+            if let Some(version) = failure.version {
+                refuse(
+                    &mut io,
+                    &codec_for(version),
+                    peer,
+                    listener,
+                    failure.refusal,
+                    &failure.detail,
+                )
+                .await;
+            } else {
+                refuse_quietly(&mut io, peer, listener, failure.refusal, &failure.detail).await;
+            }
+            return;
+        }
+        Some(Ok(parsed)) => parsed,
+    };
+
+    if !admitted {
+        let detail = format!("at max_connections ({})", config.max_connections);
+        refuse(
+            &mut io,
+            &codec,
+            peer,
+            listener,
+            Refusal::ServerBusy,
+            &detail,
+        )
+        .await;
+        return;
+    }
+    let accepted = match admit(&edge, request, peer) {
+        Ok(accepted) => accepted,
+        Err((reason, detail)) => {
+            refuse(&mut io, &codec, peer, listener, reason, &detail).await;
+            return;
+        }
+    };
+
+    let (mut claim, took_over) = edge.sessions.claim(&accepted.client_id).await;
+    let link = edge
+        .links
+        .open(accepted.client_id.clone(), accepted.router_clean_session)
+        .await;
+    let (link_tx, link_rx, connack) = match link {
+        Ok(parts) => parts,
+        Err(e) => {
+            let detail = format!("router refused the link: {e}");
+            refuse(
+                &mut io,
+                &codec,
+                peer,
+                listener,
+                Refusal::ServerBusy,
+                &detail,
+            )
+            .await;
+            return;
+        }
+    };
+    let session_present = matches!(
+        Option::<Packet>::from(connack),
+        Some(Packet::ConnAck(
+            ConnAck {
+                session_present: true,
+                ..
+            },
+            _
+        ))
+    ) && !accepted.clean_start;
+
+    let mut connection = Connection {
+        io,
+        codec,
+        edge: edge.clone(),
+        client_id: accepted.client_id.clone(),
+        link_tx,
+        link_rx,
+        out: BytesMut::with_capacity(4096),
+        aliases: HashMap::new(),
+        self_completed_qos2: HashSet::new(),
+        client_max_packet: accepted.client_max_packet,
+        max_payload: config.max_payload.as_usize(),
+        max_remaining,
+        packets_in: counter!("switchboard_mqtt_packets_in_total", "listener" => listener),
+        packets_out: counter!("switchboard_mqtt_packets_out_total", "listener" => listener),
+    };
+    let connack = connack_packet(&edge, &accepted, session_present);
+    if let Err(e) = connection.write_now(connack).await {
+        warn!(client_id = %accepted.client_id, %peer, listener, "could not send CONNACK: {e}");
+        connection.leave_router().await;
+        return;
+    }
+
+    let presence = Presence::online(&edge, &accepted, listener, peer, took_over);
+    let mut will = accepted.will.clone();
+    let end = connection
+        .run(buf, accepted.keep_alive, &mut claim.taken_over, shutdown)
+        .await;
+
+    let reason = end.offline_reason(will.is_some());
+    connection.finish(&end).await;
+    if end.publishes_will() {
+        if let Some(will) = will.take() {
+            publish_will(
+                &edge,
+                &accepted.client_id,
+                will,
+                matches!(end, End::TakenOver),
+            );
+        }
+    }
+    let detail = match &end {
+        End::Violation(_, why) | End::Io(why) => why.as_str(),
+        _ => "",
+    };
+    info!(
+        client_id = %accepted.client_id,
+        %peer,
+        listener,
+        reason = reason.label(),
+        detail,
+        "client disconnected"
+    );
+    presence.offline(reason);
+    drop(claim);
+}
+
+fn codec_for(version: Version) -> Codec {
+    Codec::new(version)
+}
+
+async fn timeout_at<F: std::future::Future>(deadline: Instant, f: F) -> Option<F::Output> {
+    tokio::time::timeout_at(deadline, f).await.ok()
+}
+
+/// What CONNECT asked for, after the edge's checks.
+struct Accepted {
+    version: Version,
+    client_id: String,
+    assigned_id: bool,
+    username: Option<String>,
+    clean_start: bool,
+    /// v5: clean start, or a session that ends with the connection (expiry 0).
+    router_clean_session: bool,
+    keep_alive: u16,
+    server_keep_alive: Option<u16>,
+    client_max_packet: Option<usize>,
+    will: Option<Will>,
+}
+
+fn admit(
+    edge: &Edge,
+    request: ConnectRequest,
+    peer: SocketAddr,
+) -> Result<Accepted, (Refusal, String)> {
+    let config = &edge.config.mqtt;
+    let ConnectRequest {
+        version,
+        client_id,
+        keep_alive,
+        clean_start,
+        properties,
+        will,
+        will_properties,
+        login,
+    } = request;
+
+    let (client_id, assigned_id) = if client_id.is_empty() {
+        if version == Version::V311 && !clean_start {
+            return Err((
+                Refusal::ClientIdInvalid,
+                "an empty client id needs clean session in MQTT 3.1.1".into(),
+            ));
+        }
+        (format!("auto-{}", uuid::Uuid::new_v4().simple()), true)
+    } else {
+        (client_id, false)
+    };
+    if let Some(problem) = client_id_problem(&client_id, config.max_client_id_len) {
+        return Err((Refusal::ClientIdInvalid, problem));
+    }
+
+    let (keep_alive, server_keep_alive) = match (config.max_keepalive, version) {
+        (0, _) => (keep_alive, None),
+        (max, Version::V5) if keep_alive == 0 || keep_alive > max => (max, Some(max)),
+        (max, Version::V311) if keep_alive == 0 || keep_alive > max => {
+            return Err((
+                Refusal::KeepAliveTooLong,
+                format!("keep-alive {keep_alive}s is over max_keepalive {max}s"),
+            ))
+        }
+        _ => (keep_alive, None),
+    };
+
+    let session_expiry = properties
+        .as_ref()
+        .and_then(|p| p.session_expiry_interval)
+        .unwrap_or(0);
+    let router_clean_session = match version {
+        Version::V311 => clean_start,
+        Version::V5 => clean_start || session_expiry == 0,
+    };
+    let client_max_packet = properties
+        .as_ref()
+        .and_then(|p| p.max_packet_size)
+        .map(|n| n as usize);
+    let will = will.map(|w| {
+        let expiry = if version == Version::V5 {
+            session_expiry
+        } else {
+            0
+        };
+        Will::from_connect(w, will_properties, expiry)
+    });
+    debug!(%client_id, %peer, "CONNECT accepted");
+    Ok(Accepted {
+        version,
+        client_id,
+        assigned_id,
+        username: login.map(|l| l.username).filter(|u| !u.is_empty()),
+        clean_start,
+        router_clean_session,
+        keep_alive,
+        server_keep_alive,
+        client_max_packet,
+        will,
+    })
+}
+
+fn connack_packet(edge: &Edge, accepted: &Accepted, session_present: bool) -> Packet {
+    let config = &edge.config.mqtt;
+    let properties = (accepted.version == Version::V5).then(|| ConnAckProperties {
+        assigned_client_identifier: accepted.assigned_id.then(|| accepted.client_id.clone()),
+        server_keep_alive: accepted.server_keep_alive,
+        topic_alias_max: Some(config.topic_alias_max),
+        max_packet_size: u32::try_from(config.max_payload.as_usize() + PACKET_OVERHEAD).ok(),
+        retain_available: Some(1),
+        wildcard_subscription_available: Some(1),
+        shared_subscription_available: Some(1),
+        subscription_identifiers_available: Some(0),
+        ..Default::default()
+    });
+    Packet::ConnAck(
+        ConnAck {
+            session_present,
+            code: ConnectReturnCode::Success,
+        },
+        properties,
+    )
+}
+
+/// Sends a refusing CONNACK, then closes. One log line, one metric.
+async fn refuse<I: MqttIo>(
+    io: &mut I,
+    codec: &Codec,
+    peer: SocketAddr,
+    listener: &'static str,
+    reason: Refusal,
+    detail: &str,
+) {
+    let mut out = BytesMut::new();
+    if codec
+        .write(refusal(codec.version(), reason, detail), &mut out)
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(2), io.write_bytes(&out)).await;
+    }
+    refuse_quietly(io, peer, listener, reason, detail).await;
+}
+
+/// Closes without a CONNACK (no CONNECT was understood), with a log line and a metric.
+async fn refuse_quietly<I: MqttIo>(
+    io: &mut I,
+    peer: SocketAddr,
+    listener: &'static str,
+    reason: Refusal,
+    detail: &str,
+) {
+    counter!("switchboard_mqtt_refusals_total", "reason" => reason.label()).increment(1);
+    warn!(%peer, listener, reason = reason.label(), "connection refused: {detail}");
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.close()).await;
+}
+
+fn publish_will(edge: &Arc<Edge>, client_id: &str, will: Will, taken_over: bool) {
+    // A session taken over continues on the new connection: a delayed will is void.
+    if taken_over && !will.delay.is_zero() {
+        return;
+    }
+    let publisher = edge.internal.clone();
+    let id = client_id.to_string();
+    if will.delay.is_zero() {
+        tokio::spawn(async move { publisher.publish_will(&id, will).await });
+    } else {
+        let delay = will.delay;
+        let task_id = id.clone();
+        edge.sessions.schedule_will(&id, delay, async move {
+            publisher.publish_will(&task_id, will).await;
+        });
+    }
+}
+
+/// Device presence for one connection: the online event when made, the offline one
+/// when finished (also if the task panics, with reason `error`).
+struct Presence {
+    edge: Arc<Edge>,
+    client_id: String,
+    listener: &'static str,
+    reason: Option<OfflineReason>,
+}
+
+impl Presence {
+    fn online(
+        edge: &Arc<Edge>,
+        accepted: &Accepted,
+        listener: &'static str,
+        peer: SocketAddr,
+        took_over: bool,
+    ) -> Presence {
+        gauge!("switchboard_mqtt_connections", "listener" => listener).increment(1.0);
+        counter!("switchboard_mqtt_connections_total", "listener" => listener).increment(1);
+        info!(
+            client_id = %accepted.client_id,
+            %peer,
+            listener,
+            protocol = accepted.version.label(),
+            keep_alive = accepted.keep_alive,
+            clean_start = accepted.clean_start,
+            took_over,
+            "client connected"
+        );
+        edge.events.device_online(DeviceInfo {
+            client_id: accepted.client_id.clone(),
+            username: accepted.username.clone(),
+            since_ms: now_ms(),
+            listener,
+        });
+        Presence {
+            edge: edge.clone(),
+            client_id: accepted.client_id.clone(),
+            listener,
+            reason: None,
+        }
+    }
+
+    fn offline(mut self, reason: OfflineReason) {
+        self.reason = Some(reason);
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        gauge!("switchboard_mqtt_connections", "listener" => self.listener).decrement(1.0);
+        let reason = self.reason.unwrap_or(OfflineReason::Error);
+        self.edge.events.device_offline(&self.client_id, reason);
+    }
+}
+
+struct Connection<I> {
+    io: I,
+    codec: Codec,
+    edge: Arc<Edge>,
+    client_id: String,
+    link_tx: LinkTx,
+    link_rx: LinkRx,
+    out: BytesMut,
+    /// v5 topic aliases the client set up (bounded by our Topic Alias Maximum).
+    aliases: HashMap<u16, Bytes>,
+    /// QoS 2 deliveries we dropped (too large for the client) and complete ourselves.
+    self_completed_qos2: HashSet<u16>,
+    client_max_packet: Option<usize>,
+    max_payload: usize,
+    max_remaining: usize,
+    packets_in: Counter,
+    packets_out: Counter,
+}
+
+impl<I: MqttIo> Connection<I> {
+    async fn run(
+        &mut self,
+        mut buf: BytesMut,
+        keep_alive: u16,
+        taken_over: &mut tokio::sync::oneshot::Receiver<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> End {
+        let idle_limit =
+            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
+        let mut paused = false;
+        if *shutdown.borrow() {
+            return End::Shutdown;
+        }
+        loop {
+            if !buf.is_empty() && !paused {
+                match self.take_incoming(&mut buf).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Pause) => paused = true,
+                    Err(end) => return end,
+                }
+            }
+            tokio::select! {
+                _ = &mut *taken_over => return End::TakenOver,
+                _ = shutdown.changed() => return End::Shutdown,
+                read = self.io.read_into(&mut buf), if !paused => match read {
+                    Ok(0) => return End::Closed,
+                    Ok(_) => {
+                        if let Some(limit) = idle_limit {
+                            idle_deadline = Instant::now() + limit;
+                        }
+                    }
+                    Err(e) => return End::Io(e.to_string()),
+                },
+                _ = tokio::time::sleep(BACKPRESSURE_POLL), if paused => {
+                    paused = self.router_is_behind();
+                }
+                notification = self.link_rx.next() => match notification {
+                    Ok(first) => {
+                        if let Err(end) = self.deliver(first).await {
+                            return end;
+                        }
+                    }
+                    Err(_) => return End::RouterGone,
+                },
+                _ = sleep_until(idle_deadline) => return End::KeepAlive,
+            }
+        }
+    }
+
+    fn router_is_behind(&self) -> bool {
+        self.link_tx.buffer().len() > INCOMING_HIGH_WATER
+            || self.edge.links.router_backlog() > ROUTER_HIGH_WATER
+    }
+
+    /// Decodes every whole packet in `buf` and hands them to the router in one go.
+    async fn take_incoming(&mut self, buf: &mut BytesMut) -> Result<Flow, End> {
+        let mut batch: Vec<Packet> = Vec::new();
+        let mut result = Ok(());
+        while let Some(step) = self.next_packet(buf).transpose() {
+            match step {
+                Ok(Some(packet)) => batch.push(packet),
+                Ok(None) => {}
+                Err(end) => {
+                    result = Err(end);
+                    break;
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            if let Err(e) = self.flush().await {
+                return Err(End::Io(e.to_string()));
+            }
+        }
+        if !batch.is_empty() {
+            self.packets_in.increment(batch.len() as u64);
+            if !self.send_to_router(batch) {
+                return Err(End::RouterGone);
+            }
+        }
+        result?;
+        Ok(if self.router_is_behind() {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        })
+    }
+
+    /// The next packet for the router: `Ok(None)` when more bytes are needed,
+    /// `Ok(Some(None))` for a packet answered here (PINGREQ).
+    #[allow(clippy::type_complexity)]
+    fn next_packet(&mut self, buf: &mut BytesMut) -> Result<Option<Option<Packet>>, End> {
+        let (first, header_len, remaining) = match fixed_header(buf) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(None),
+            Err(()) => {
+                return Err(violation(
+                    DisconnectReasonCode::MalformedPacket,
+                    "malformed remaining length",
+                ))
+            }
+        };
+        let packet_type = first >> 4;
+        if packet_type == kind::CONNECT {
+            return Err(violation(
+                DisconnectReasonCode::ProtocolError,
+                "second CONNECT",
+            ));
+        }
+        if !client_may_send(packet_type) {
+            let what = if packet_type == kind::AUTH {
+                "AUTH is not supported"
+            } else {
+                "packet type a client may not send"
+            };
+            return Err(violation(
+                DisconnectReasonCode::ProtocolError,
+                &format!("{what} ({packet_type})"),
+            ));
+        }
+        if remaining > self.max_remaining {
+            return Err(violation(
+                DisconnectReasonCode::PacketTooLarge,
+                &format!(
+                    "packet of {remaining} bytes is over the limit (max_payload {})",
+                    self.max_payload
+                ),
+            ));
+        }
+        if buf.len() < header_len + remaining {
+            return Ok(None);
+        }
+        let publish_header = (packet_type == kind::PUBLISH)
+            .then(|| publish_qos_and_pkid(&buf[..header_len + remaining]))
+            .flatten();
+        let packet = self.codec.read(buf, self.max_remaining).map_err(|e| {
+            violation(
+                DisconnectReasonCode::MalformedPacket,
+                &format!("malformed packet: {e}"),
+            )
+        })?;
+        match packet {
+            Packet::PingReq(_) => {
+                self.encode(Packet::PingResp(PingResp));
+                Ok(Some(None))
+            }
+            Packet::Disconnect(disconnect, _) => Err(End::Disconnect {
+                with_will: disconnect.reason_code
+                    == DisconnectReasonCode::DisconnectWithWillMessage,
+            }),
+            Packet::Publish(mut publish, mut properties) => {
+                if publish.payload.len() > self.max_payload {
+                    return Err(violation(
+                        DisconnectReasonCode::PacketTooLarge,
+                        &format!(
+                            "payload of {} bytes is over max_payload {}",
+                            publish.payload.len(),
+                            self.max_payload
+                        ),
+                    ));
+                }
+                if let Some(props) = properties.as_mut() {
+                    if let Some(alias) = props.topic_alias.take() {
+                        self.resolve_alias(alias, &mut publish.topic)?;
+                    }
+                }
+                if let Err(why) = check_topic(&publish.topic) {
+                    return Err(violation(DisconnectReasonCode::TopicNameInvalid, why));
+                }
+                if publish.retain {
+                    let qos = publish_header.map_or(0, |(qos, _)| qos);
+                    self.edge.events.retained_changed(
+                        publish.topic.clone(),
+                        publish.payload.clone(),
+                        qos,
+                    );
+                }
+                Ok(Some(Some(Packet::Publish(publish, properties))))
+            }
+            other => Ok(Some(Some(other))),
+        }
+    }
+
+    fn resolve_alias(&mut self, alias: u16, topic: &mut Bytes) -> Result<(), End> {
+        let max = self.edge.config.mqtt.topic_alias_max;
+        if alias == 0 || alias > max {
+            return Err(violation(
+                DisconnectReasonCode::TopicAliasInvalid,
+                &format!("topic alias {alias} outside 1..={max}"),
+            ));
+        }
+        if topic.is_empty() {
+            match self.aliases.get(&alias) {
+                Some(known) => *topic = known.clone(),
+                None => {
+                    return Err(violation(
+                        DisconnectReasonCode::ProtocolError,
+                        &format!("topic alias {alias} used before it was set"),
+                    ))
+                }
+            }
+        } else {
+            self.aliases.insert(alias, topic.clone());
+        }
+        Ok(())
+    }
+
+    /// Hands packets to the router with one notification: all but the last go
+    /// straight into the link's buffer, the last through `send`, which notifies.
+    fn send_to_router(&mut self, mut batch: Vec<Packet>) -> bool {
+        let Some(last) = batch.pop() else { return true };
+        {
+            let mut buffer = self.link_tx.buffer();
+            let router_already_notified = !buffer.is_empty();
+            buffer.extend(batch);
+            if router_already_notified {
+                buffer.push_back(last);
+                return true;
+            }
+        }
+        let congested = self.edge.links.router_backlog() > ROUTER_HIGH_WATER;
+        let link_tx = &mut self.link_tx;
+        let send = || matches!(link_tx.send(last).now_or_never(), Some(Ok(_)));
+        if congested && can_block_in_place() {
+            tokio::task::block_in_place(send)
+        } else {
+            send()
+        }
+    }
+
+    /// Writes what the router sent: the first notification plus whatever else is
+    /// queued, as one socket write.
+    async fn deliver(&mut self, first: Option<Notification>) -> Result<(), End> {
+        let mut next = first;
+        let mut unscheduled = false;
+        let mut acks_for_router = Vec::new();
+        loop {
+            if let Some(notification) = next.take() {
+                match Option::<Packet>::from(notification) {
+                    None => unscheduled = true,
+                    Some(Packet::Disconnect(disconnect, _)) => {
+                        return Err(End::Violation(
+                            disconnect.reason_code,
+                            "the router ended the connection".into(),
+                        ))
+                    }
+                    Some(Packet::PubRel(rel, _)) if self.self_completed_qos2.remove(&rel.pkid) => {
+                        acks_for_router.push(Packet::PubComp(
+                            PubComp {
+                                pkid: rel.pkid,
+                                reason: PubCompReason::Success,
+                            },
+                            None,
+                        ));
+                    }
+                    Some(packet) => {
+                        if let Some(ack) = self.encode(packet) {
+                            acks_for_router.push(ack);
+                        }
+                    }
+                }
+            }
+            if self.out.len() >= WRITE_BATCH {
+                break;
+            }
+            match self.link_rx.recv_deadline(std::time::Instant::now()) {
+                Ok(Some(more)) => next = Some(more),
+                _ => break,
+            }
+        }
+        if !acks_for_router.is_empty() && !self.send_to_router(acks_for_router) {
+            return Err(End::RouterGone);
+        }
+        self.flush().await.map_err(|e| End::Io(e.to_string()))?;
+        if unscheduled && self.link_rx.wake().await.is_err() {
+            return Err(End::RouterGone);
+        }
+        Ok(())
+    }
+
+    /// Encodes `packet` into the write buffer. A PUBLISH larger than the client's
+    /// Maximum Packet Size is dropped (MQTT 5 §3.1.2.11.4) and acknowledged to the
+    /// router on the client's behalf; the ack to send is returned.
+    fn encode(&mut self, packet: Packet) -> Option<Packet> {
+        let is_publish = matches!(packet, Packet::Publish(..));
+        let start = self.out.len();
+        match self.codec.write(packet, &mut self.out) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                self.out.truncate(start);
+                warn!(client_id = %self.client_id, "could not encode a packet for the client: {e}");
+                return None;
+            }
+        }
+        self.packets_out.increment(1);
+        let written = self.out.len() - start;
+        match self.client_max_packet {
+            Some(max) if is_publish && written > max => {
+                let header = publish_qos_and_pkid(&self.out[start..]);
+                self.out.truncate(start);
+                debug!(client_id = %self.client_id, size = written, max, "dropped a PUBLISH over the client's Maximum Packet Size");
+                match header {
+                    Some((1, pkid)) => Some(Packet::PubAck(
+                        PubAck {
+                            pkid,
+                            reason: PubAckReason::Success,
+                        },
+                        None,
+                    )),
+                    Some((2, pkid)) => {
+                        self.self_completed_qos2.insert(pkid);
+                        Some(Packet::PubRec(
+                            PubRec {
+                                pkid,
+                                reason: PubRecReason::Success,
+                            },
+                            None,
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.io.write_bytes(&self.out).await;
+        self.out.clear();
+        if self.out.capacity() > 4 * WRITE_BATCH {
+            self.out = BytesMut::with_capacity(4096);
+        }
+        result
+    }
+
+    async fn write_now(&mut self, packet: Packet) -> std::io::Result<()> {
+        self.encode(packet);
+        self.flush().await
+    }
+
+    /// Ends the connection: a v5 DISCONNECT where we ended it, the link removed from
+    /// the router, the socket closed.
+    async fn finish(&mut self, end: &End) {
+        let reason = match end {
+            End::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
+            End::Shutdown => Some(DisconnectReasonCode::ServerShuttingDown),
+            End::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
+            End::Violation(code, _) => Some(*code),
+            _ => None,
+        };
+        if let Some(reason_code) = reason {
+            if self.codec.version() == Version::V5 {
+                let packet = Packet::Disconnect(Disconnect { reason_code }, None);
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.write_now(packet)).await;
+            }
+        }
+        self.leave_router().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.close()).await;
+    }
+
+    /// Removes our link from the router (keeping a persistent session's state).
+    async fn leave_router(&mut self) {
+        let disconnect = Packet::Disconnect(
+            Disconnect {
+                reason_code: DisconnectReasonCode::NormalDisconnection,
+            },
+            None,
+        );
+        if !self.send_to_router(vec![disconnect]) {
+            debug!(client_id = %self.client_id, "router link already gone");
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Pause,
+}
+
+fn violation(code: DisconnectReasonCode, why: &str) -> End {
+    End::Violation(code, why.to_string())
+}
+
+fn check_topic(topic: &[u8]) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        return Err("empty topic");
+    }
+    if topic.iter().any(|b| matches!(b, b'+' | b'#' | 0)) {
+        return Err("topic contains a wildcard or NUL");
+    }
+    if std::str::from_utf8(topic).is_err() {
+        return Err("topic is not UTF-8");
+    }
+    Ok(())
+}
+
+fn can_block_in_place() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}

@@ -1,0 +1,127 @@
+//! What the edge tells the rest of Switchboard: devices coming and going, and the
+//! retained messages it accepted. The bridge consumes this feed; the broker never
+//! imports the bridge.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+/// How many events a slow consumer may fall behind before it misses some (it is
+/// then told how many it lost, by `broadcast`'s `Lagged`).
+pub const EVENT_FEED_CAPACITY: usize = 65_536;
+
+/// Why a device went offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineReason {
+    /// The client sent DISCONNECT.
+    Disconnect,
+    /// Nothing arrived within 1.5 × keep-alive.
+    KeepAlive,
+    /// The connection ended without DISCONNECT (its will, if any, was published).
+    Will,
+    /// Another connection took over the client id.
+    TakenOver,
+    /// The server ended it (shutdown, limits, protocol errors).
+    Kicked,
+    /// A network or protocol error.
+    Error,
+}
+
+impl OfflineReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            OfflineReason::Disconnect => "disconnect",
+            OfflineReason::KeepAlive => "keepalive",
+            OfflineReason::Will => "will",
+            OfflineReason::TakenOver => "taken_over",
+            OfflineReason::Kicked => "kicked",
+            OfflineReason::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Milliseconds since the Unix epoch when it connected.
+    pub since_ms: u64,
+    pub listener: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub enum BrokerEvent {
+    DeviceOnline(DeviceInfo),
+    DeviceOffline {
+        client_id: String,
+        reason: OfflineReason,
+    },
+    /// A client published a retained message (an empty payload clears the topic).
+    RetainedChanged {
+        topic: Bytes,
+        payload: Bytes,
+        qos: u8,
+    },
+}
+
+/// The event feed and the table of devices online now.
+#[derive(Clone)]
+pub struct EventFeed {
+    sender: broadcast::Sender<BrokerEvent>,
+    online: Arc<Mutex<HashMap<String, DeviceInfo>>>,
+}
+
+impl Default for EventFeed {
+    fn default() -> Self {
+        let (sender, _) = broadcast::channel(EVENT_FEED_CAPACITY);
+        EventFeed {
+            sender,
+            online: Arc::default(),
+        }
+    }
+}
+
+impl EventFeed {
+    pub fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
+        self.sender.subscribe()
+    }
+
+    /// Devices online now, for a `$devices` snapshot.
+    pub fn online_devices(&self) -> Vec<DeviceInfo> {
+        self.online.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn device_online(&self, info: DeviceInfo) {
+        self.online
+            .lock()
+            .insert(info.client_id.clone(), info.clone());
+        let _ = self.sender.send(BrokerEvent::DeviceOnline(info));
+    }
+
+    pub(crate) fn device_offline(&self, client_id: &str, reason: OfflineReason) {
+        self.online.lock().remove(client_id);
+        let _ = self.sender.send(BrokerEvent::DeviceOffline {
+            client_id: client_id.to_string(),
+            reason,
+        });
+    }
+
+    pub(crate) fn retained_changed(&self, topic: Bytes, payload: Bytes, qos: u8) {
+        let _ = self.sender.send(BrokerEvent::RetainedChanged {
+            topic,
+            payload,
+            qos,
+        });
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

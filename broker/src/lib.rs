@@ -1,0 +1,183 @@
+//! Switchboard's MQTT side: our own network edge (TCP, TLS, WebSocket, secure
+//! WebSocket; MQTT 3.1.1 and 5 on every port) in front of rumqttd's router.
+//!
+//! Start-up order: [`Broker::start`] spawns the router and the edge's internal link;
+//! the caller may then restore state through [`Broker::links`]; [`Broker::bind`]
+//! binds every listener (an address in use is an error naming the listener);
+//! [`Broker::serve`] starts accepting; [`Broker::shutdown`] stops accepting, ends
+//! every connection and waits for them within a grace period.
+
+mod codec;
+mod connect;
+mod connection;
+pub mod events;
+mod listener;
+pub mod packet;
+pub mod router;
+mod sessions;
+mod tls;
+mod transport;
+mod will;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_config::{Config, Listen};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{info, warn};
+
+pub use events::{BrokerEvent, DeviceInfo, EventFeed, OfflineReason};
+pub use listener::{BoundListener, ListenerKind, MQTT_WS_PATH};
+pub use router::{LinkFactory, INTERNAL_ID_PREFIX};
+
+use listener::{accept_loop, AcceptContext};
+use sessions::Sessions;
+use will::InternalPublisher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{listener} listener: cannot listen on {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {path}: {message}")]
+    Tls { path: PathBuf, message: String },
+    #[error("cannot open the edge's link to the router: {0}")]
+    Router(String),
+}
+
+/// What every connection task shares.
+pub struct Edge {
+    pub(crate) config: Arc<Config>,
+    pub(crate) links: LinkFactory,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) events: EventFeed,
+    pub(crate) internal: InternalPublisher,
+}
+
+pub struct Broker {
+    edge: Arc<Edge>,
+    shutdown: watch::Sender<bool>,
+    alive_tx: mpsc::Sender<()>,
+    alive_rx: mpsc::Receiver<()>,
+}
+
+impl Broker {
+    /// Spawns the router and the edge's internal link. Call inside the runtime.
+    pub fn start(config: Arc<Config>) -> Result<Broker, BrokerError> {
+        let links = router::spawn_router(&config);
+        let events = EventFeed::default();
+        let internal = InternalPublisher::open(&links, events.clone())
+            .map_err(|e| BrokerError::Router(e.to_string()))?;
+        let (shutdown, _) = watch::channel(false);
+        let (alive_tx, alive_rx) = mpsc::channel(1);
+        let edge = Arc::new(Edge {
+            config,
+            links,
+            sessions: Arc::default(),
+            events,
+            internal,
+        });
+        Ok(Broker {
+            edge,
+            shutdown,
+            alive_tx,
+            alive_rx,
+        })
+    }
+
+    /// Opens links to the router (the browser bridge, retained restore).
+    pub fn links(&self) -> LinkFactory {
+        self.edge.links.clone()
+    }
+
+    /// Device presence and retained changes seen at the edge.
+    pub fn events(&self) -> EventFeed {
+        self.edge.events.clone()
+    }
+
+    /// Binds every configured MQTT listener, or fails naming the one that could not.
+    pub async fn bind(&self) -> Result<Vec<BoundListener>, BrokerError> {
+        let config = &self.edge.config;
+        let secure_wanted = [config.tls_listen(), config.wss_listen()]
+            .iter()
+            .any(|l| l.addr().is_some());
+        let acceptor = if secure_wanted {
+            Some(tls::acceptor(&config.tls.cert, &config.tls.key)?)
+        } else {
+            None
+        };
+        let plan: [(ListenerKind, Listen); 4] = [
+            (ListenerKind::Tcp, config.mqtt.tcp.clone()),
+            (ListenerKind::Tls, config.tls_listen()),
+            (ListenerKind::Ws, config.mqtt.ws.clone()),
+            (ListenerKind::Wss, config.wss_listen()),
+        ];
+        let mut bound = Vec::new();
+        for (kind, listen) in plan {
+            let Some(addr) = listen.addr() else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    listener: kind.label(),
+                    addr,
+                    source,
+                })?;
+            let tls = matches!(kind, ListenerKind::Tls | ListenerKind::Wss)
+                .then(|| acceptor.clone())
+                .flatten();
+            bound.push(BoundListener {
+                kind,
+                listener,
+                tls,
+            });
+        }
+        Ok(bound)
+    }
+
+    /// Starts accepting on every bound listener.
+    pub fn serve(&self, listeners: Vec<BoundListener>) {
+        let mqtt = &self.edge.config.mqtt;
+        let ctx = AcceptContext {
+            edge: self.edge.clone(),
+            connections: Arc::new(Semaphore::new(mqtt.max_connections)),
+            refusals: Arc::new(Semaphore::new(mqtt.max_refusals_in_flight)),
+            shutdown: self.shutdown.subscribe(),
+            alive: self.alive_tx.clone(),
+        };
+        for bound in listeners {
+            if let Some(addr) = bound.local_addr() {
+                let scheme = match bound.kind {
+                    ListenerKind::Ws | ListenerKind::Wss => MQTT_WS_PATH,
+                    _ => "",
+                };
+                info!(
+                    listener = bound.kind.label(),
+                    "MQTT listening on {addr}{scheme}"
+                );
+            }
+            tokio::spawn(accept_loop(bound, ctx.clone()));
+        }
+    }
+
+    /// Stops accepting, ends every connection (v5 clients get "server shutting
+    /// down"), and waits for them up to `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        let Broker {
+            shutdown,
+            alive_tx,
+            mut alive_rx,
+            ..
+        } = self;
+        let _ = shutdown.send(true);
+        drop(alive_tx);
+        if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+            warn!("some MQTT connections were still closing after {grace:?}");
+        }
+    }
+}

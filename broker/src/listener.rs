@@ -1,0 +1,250 @@
+//! Accept loops for the four MQTT listeners: connection cap, handshake deadline,
+//! then one task per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{timeout_at, Instant};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{error, warn};
+
+use crate::connection::serve;
+use crate::packet::Refusal;
+use crate::transport::{ByteStream, MqttIo, WsStream};
+use crate::Edge;
+
+/// The WebSocket path MQTT clients connect to.
+pub const MQTT_WS_PATH: &str = "/mqtt";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl ListenerKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+}
+
+/// A bound MQTT listener, ready to accept.
+pub struct BoundListener {
+    pub kind: ListenerKind,
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl BoundListener {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+pub struct AcceptContext {
+    pub edge: Arc<Edge>,
+    pub connections: Arc<Semaphore>,
+    pub refusals: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Held by every connection task; the broker waits for all clones to drop.
+    pub alive: mpsc::Sender<()>,
+}
+
+pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
+    let BoundListener {
+        kind,
+        listener,
+        tls,
+    } = bound;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) => {
+                // Usually out of file descriptors: wait, do not spin.
+                error!(
+                    listener = kind.label(),
+                    "accept failed: {e}; retrying in {backoff:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = ctx.connections.clone().try_acquire_owned().ok();
+        let refusal_slot = match permit {
+            Some(_) => None,
+            None => match ctx.refusals.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    counter!("switchboard_mqtt_refusals_total", "reason" => Refusal::ServerBusy.label()).increment(1);
+                    warn!(%peer, listener = kind.label(), reason = "server_busy", "connection refused: at max_connections, closed without CONNACK");
+                    continue;
+                }
+            },
+        };
+        let ctx = ctx.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            handle(stream, peer, kind, tls, &ctx, permit, refusal_slot).await;
+        });
+    }
+}
+
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    tls: Option<TlsAcceptor>,
+    ctx: &AcceptContext,
+    permit: Option<OwnedSemaphorePermit>,
+    _refusal_slot: Option<OwnedSemaphorePermit>,
+) {
+    let _alive = ctx.alive.clone();
+    let admitted = permit.is_some();
+    let config = &ctx.edge.config.mqtt;
+    let deadline = Instant::now() + Duration::from_secs(config.connect_timeout_secs);
+    let max_ws_message = config.max_payload.as_usize() + 128 * 1024;
+    let label = kind.label();
+    match (kind, tls) {
+        (ListenerKind::Tcp, _) => {
+            run(ByteStream(stream), ctx, peer, label, admitted, deadline).await;
+        }
+        (ListenerKind::Ws, _) => {
+            if let Some(ws) = websocket(stream, peer, label, deadline, max_ws_message).await {
+                run(ws, ctx, peer, label, admitted, deadline).await;
+            }
+        }
+        (ListenerKind::Tls | ListenerKind::Wss, Some(acceptor)) => {
+            let tls_stream = match timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return handshake_failed(peer, label, &format!("TLS handshake failed: {e}"))
+                }
+                Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
+            };
+            if kind == ListenerKind::Tls {
+                run(ByteStream(tls_stream), ctx, peer, label, admitted, deadline).await;
+            } else if let Some(ws) =
+                websocket(tls_stream, peer, label, deadline, max_ws_message).await
+            {
+                run(ws, ctx, peer, label, admitted, deadline).await;
+            }
+        }
+        (_, None) => error!(listener = label, "secure listener without a TLS acceptor"),
+    }
+    drop(permit);
+}
+
+async fn run<I: MqttIo>(
+    io: I,
+    ctx: &AcceptContext,
+    peer: SocketAddr,
+    label: &'static str,
+    admitted: bool,
+    deadline: Instant,
+) {
+    serve(
+        io,
+        ctx.edge.clone(),
+        peer,
+        label,
+        ctx.shutdown.clone(),
+        admitted,
+        deadline,
+    )
+    .await;
+}
+
+fn handshake_failed(peer: SocketAddr, listener: &'static str, detail: &str) {
+    counter!("switchboard_mqtt_refusals_total", "reason" => Refusal::Handshake.label())
+        .increment(1);
+    warn!(%peer, listener, reason = Refusal::Handshake.label(), "connection refused: {detail}");
+}
+
+/// The WebSocket upgrade for MQTT: path `/mqtt`, answering the `mqtt` subprotocol.
+async fn websocket<S>(
+    stream: S,
+    peer: SocketAddr,
+    listener: &'static str,
+    deadline: Instant,
+    max_message: usize,
+) -> Option<WsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let config = WebSocketConfig {
+        max_message_size: Some(max_message),
+        max_frame_size: Some(max_message),
+        ..Default::default()
+    };
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, choose_subprotocol, Some(config));
+    match timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => Some(WsStream(ws)),
+        Ok(Err(e)) => {
+            handshake_failed(peer, listener, &format!("WebSocket handshake failed: {e}"));
+            None
+        }
+        Err(_) => {
+            handshake_failed(peer, listener, "WebSocket handshake timed out");
+            None
+        }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn choose_subprotocol(
+    request: &Request,
+    mut response: Response,
+) -> Result<Response, ErrorResponse> {
+    if request.uri().path() != MQTT_WS_PATH {
+        let mut refusal = ErrorResponse::new(Some(format!(
+            "MQTT over WebSocket is served at {MQTT_WS_PATH}"
+        )));
+        *refusal.status_mut() = StatusCode::NOT_FOUND;
+        return Err(refusal);
+    }
+    let offered = request
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| matches!(*p, "mqtt" | "mqttv3.1"))
+        .map(str::to_string);
+    if let Some(protocol) = offered {
+        if let Ok(value) = HeaderValue::from_str(&protocol) {
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", value);
+        }
+    }
+    Ok(response)
+}

@@ -1,0 +1,58 @@
+//! A listener address in config: `"host:port"`, or `""` for off.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(Option<SocketAddr>);
+
+impl Listen {
+    /// A listener on `addr`; panics only on a malformed literal in our own defaults.
+    pub fn on(addr: &str) -> Listen {
+        Listen(Some(addr.parse().unwrap_or_else(|_| {
+            panic!("built-in default listener address {addr:?} is not an address")
+        })))
+    }
+
+    pub fn off() -> Listen {
+        Listen(None)
+    }
+
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.0
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim().is_empty() {
+            return Ok(Listen(None));
+        }
+        text.trim().parse::<SocketAddr>().map(|a| Listen(Some(a))).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a listen address like \"0.0.0.0:1883\" or \"[::1]:1883\" (use \"\" to turn the listener off)"
+            ))
+        })
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(addr) => serializer.serialize_str(&addr.to_string()),
+            None => serializer.serialize_str(""),
+        }
+    }
+}

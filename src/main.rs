@@ -1,0 +1,104 @@
+//! The `switchboard` binary: run the broker, or check/print config, or make dev certificates.
+
+mod certs;
+mod logging;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchboard_config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "MQTT and WebSocket rooms broker for IoT"
+)]
+struct Cli {
+    /// TOML config file (default: built-in defaults, see `switchboard print-config`).
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Run,
+    /// Validate a config file; exits non-zero with the offending key on error.
+    CheckConfig {
+        /// The file to check (or --config).
+        file: Option<PathBuf>,
+    },
+    /// Print the effective configuration as TOML.
+    PrintConfig,
+    /// Write a development CA and a localhost server certificate.
+    CertsDev {
+        /// Output folder (default: certs-dev next to the config file, or ./certs-dev).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string()),
+            };
+            match server::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::CheckConfig { file } => {
+            let Some(file) = file.or(cli.config) else {
+                return fail("check-config needs a file: switchboard check-config FILE");
+            };
+            match Config::load(Some(&file)) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        Command::PrintConfig => match Config::load(cli.config.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+        Command::CertsDev { out } => {
+            let out = out.unwrap_or_else(|| match Config::load(cli.config.as_deref()) {
+                Ok(config) => config
+                    .tls
+                    .cert
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("certs-dev")),
+                Err(_) => PathBuf::from("certs-dev"),
+            });
+            match certs::write_dev_certificates(&out) {
+                Ok(written) => {
+                    for path in written {
+                        println!("wrote {}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("switchboard: {message}");
+    ExitCode::FAILURE
+}

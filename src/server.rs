@@ -1,0 +1,100 @@
+//! `switchboard run`: start-up in order (router → restore → listeners), then wait
+//! for SIGINT/SIGTERM and shut down gracefully.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use switchboard_bridge::{HttpServer, HttpState};
+use switchboard_broker::Broker;
+use switchboard_config::Config;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+pub fn run(config: Config) -> Result<(), String> {
+    crate::logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("switchboard")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let result = runtime.block_on(serve(config));
+    // Connection tasks that ignored shutdown must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    if config.tls_explicitly_requested() && !(config.tls.cert.exists() && config.tls.key.exists()) {
+        return Err(format!(
+            "TLS listeners are configured but {} or {} is missing; make development certificates with `switchboard certs-dev`, or set [tls] cert and key",
+            config.tls.cert.display(),
+            config.tls.key.display()
+        ));
+    }
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let config = Arc::new(config);
+    match &config.source {
+        Some(path) => info!("config: {}", path.display()),
+        None => info!("config: built-in defaults (see `switchboard print-config`)"),
+    }
+
+    let broker = Broker::start(config.clone()).map_err(|e| e.to_string())?;
+    let mqtt_listeners = broker.bind().await.map_err(|e| e.to_string())?;
+    let http = match config.http.listen.addr() {
+        Some(addr) => Some(HttpServer::bind(addr).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+    let http_task = http.map(|server| {
+        server.serve(
+            HttpState {
+                metrics,
+                ready: ready.clone(),
+            },
+            stop_rx.clone(),
+        )
+    });
+    broker.serve(mqtt_listeners);
+    ready.store(true, Ordering::Relaxed);
+    info!("switchboard ready");
+
+    wait_for_signal().await;
+    info!("shutting down");
+    ready.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    broker
+        .shutdown(Duration::from_secs(config.node.shutdown_grace_secs))
+        .await;
+    if let Some(task) = http_task {
+        if tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_err()
+        {
+            error!("HTTP server did not stop in time");
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
