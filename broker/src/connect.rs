@@ -47,7 +47,7 @@ pub async fn read_connect<I: MqttIo>(
 ) -> Result<(ConnectRequest, Codec), ConnectFailure> {
     loop {
         match fixed_header(buf) {
-            Err(()) => {
+            Err(_) => {
                 return Err(ConnectFailure::new(
                     Refusal::Malformed,
                     None,

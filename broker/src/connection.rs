@@ -583,7 +583,7 @@ impl<I: MqttIo> Connection<I> {
         let (first, header_len, remaining) = match fixed_header(buf) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(None),
-            Err(()) => {
+            Err(_) => {
                 return Err(violation(
                     DisconnectReasonCode::MalformedPacket,
                     "malformed remaining length",

@@ -53,10 +53,13 @@ pub fn client_may_send(packet_type: u8) -> bool {
     )
 }
 
+/// A remaining length longer than MQTT's four bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedLength;
+
 /// Fixed header of the frame at the start of `buf`: (first byte, header length,
-/// remaining length), or `None` when more bytes are needed. `Err` on a malformed
-/// remaining length.
-pub fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ()> {
+/// remaining length), or `None` when more bytes are needed.
+pub fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, MalformedLength> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -68,7 +71,7 @@ pub fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ()> {
         }
     }
     if buf.len() >= 5 {
-        Err(())
+        Err(MalformedLength)
     } else {
         Ok(None)
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Notification, Router};
 use switchboard_config::Config;
 
@@ -16,8 +16,13 @@ pub const INTERNAL_ID_PREFIX: &str = "switchboard-internal-";
 
 pub type LinkParts = (LinkTx, LinkRx, Notification);
 
-type OpenFn = dyn Fn(&str, bool) -> Result<LinkParts, LinkError> + Send + Sync;
+type OpenFn = dyn Fn(&str, bool) -> Result<LinkParts, LinkOpenError> + Send + Sync;
 type BacklogFn = dyn Fn() -> usize + Send + Sync;
+
+/// The router would not open a link (rumqttd's reason, as text).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkOpenError(pub String);
 
 /// Opens links to the router. Cheap to clone.
 ///
@@ -36,7 +41,7 @@ impl LinkFactory {
         &self,
         client_id: &str,
         clean_session: bool,
-    ) -> Result<LinkParts, LinkError> {
+    ) -> Result<LinkParts, LinkOpenError> {
         (self.open)(client_id, clean_session)
     }
 
@@ -45,11 +50,11 @@ impl LinkFactory {
         &self,
         client_id: String,
         clean_session: bool,
-    ) -> Result<LinkParts, LinkError> {
+    ) -> Result<LinkParts, LinkOpenError> {
         let factory = self.clone();
         tokio::task::spawn_blocking(move || factory.open_blocking(&client_id, clean_session))
             .await
-            .unwrap_or_else(|_| Err(LinkError::NotConnectionAck))
+            .unwrap_or_else(|e| Err(LinkOpenError(format!("link task failed: {e}"))))
     }
 
     /// Events waiting in the router's inbound channel (1000 slots). Near full means
@@ -77,6 +82,7 @@ pub fn spawn_router(config: &Config) -> LinkFactory {
             rumqttd::local::LinkBuilder::new(client_id, router_tx.clone())
                 .clean_session(clean_session)
                 .build()
+                .map_err(|e| LinkOpenError(e.to_string()))
         }),
         backlog: Arc::new(move || backlog_tx.len()),
     }

@@ -8,13 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
-use rumqttd::local::{LinkError, LinkTx};
+use rumqttd::local::LinkTx;
 use rumqttd::protocol::{LastWill, LastWillProperties, Packet, Publish, PublishProperties};
 use rumqttd::Notification;
 use tracing::warn;
 
 use crate::events::EventFeed;
-use crate::router::{LinkFactory, INTERNAL_ID_PREFIX};
+use crate::router::{LinkFactory, LinkOpenError, INTERNAL_ID_PREFIX};
 
 /// A client's will, as given in its CONNECT.
 #[derive(Debug, Clone)]
@@ -71,7 +71,10 @@ pub struct InternalPublisher {
 impl InternalPublisher {
     /// Opens the internal link and a task that drains what the router sends it.
     /// Call from inside the runtime.
-    pub fn open(links: &LinkFactory, events: EventFeed) -> Result<InternalPublisher, LinkError> {
+    pub fn open(
+        links: &LinkFactory,
+        events: EventFeed,
+    ) -> Result<InternalPublisher, LinkOpenError> {
         let (tx, mut rx, _connack) =
             links.open_blocking(&format!("{INTERNAL_ID_PREFIX}edge"), true)?;
         tokio::spawn(async move {
@@ -104,10 +107,10 @@ impl InternalPublisher {
         let packet = Packet::Publish(publish, will.properties);
         let link = self.link.clone();
         let sent = tokio::task::spawn_blocking(move || {
-            link.lock().send(packet).now_or_never().unwrap_or(Ok(0))
+            matches!(link.lock().send(packet).now_or_never(), Some(Ok(_)))
         })
         .await;
-        if !matches!(sent, Ok(Ok(_))) {
+        if !matches!(sent, Ok(true)) {
             warn!(client_id, "could not hand the will to the router");
         }
     }

@@ -1,0 +1,269 @@
+//! Raw MQTT over TCP for tests that need exact bytes: packets are built with
+//! rumqttd's codecs (client → server types encode fine) and replies are parsed here.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::v5::V5;
+use rumqttd::protocol::{
+    Connect, ConnectProperties, Filter, Packet, Protocol, Publish, QoS, RetainForwardRule,
+    Subscribe,
+};
+
+pub struct Frame {
+    pub first: u8,
+    pub body: Vec<u8>,
+}
+
+impl Frame {
+    pub fn kind(&self) -> u8 {
+        self.first >> 4
+    }
+}
+
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("raw connect");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw write");
+    }
+
+    /// Reads the next whole packet, or `None` on end of stream or after `within`.
+    pub fn read_frame(&mut self, within: Duration) -> Option<Frame> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(frame) = self.take_frame() {
+                return Some(frame);
+            }
+            let left = end.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn take_frame(&mut self) -> Option<Frame> {
+        let first = *self.buf.first()?;
+        let mut remaining = 0usize;
+        let mut header_len = None;
+        for (i, byte) in self.buf.iter().skip(1).enumerate().take(4) {
+            remaining |= usize::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                header_len = Some(i + 2);
+                break;
+            }
+        }
+        let header_len = header_len?;
+        if self.buf.len() < header_len + remaining {
+            return None;
+        }
+        let body = self.buf[header_len..header_len + remaining].to_vec();
+        self.buf.drain(..header_len + remaining);
+        Some(Frame { first, body })
+    }
+
+    /// Reads frames until one of `kind` arrives (others are skipped).
+    pub fn expect_kind(&mut self, kind: u8, within: Duration) -> Frame {
+        let end = Instant::now() + within;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.read_frame(left) {
+                Some(frame) if frame.kind() == kind => return frame,
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        panic!("no packet of type {kind} within {within:?}");
+    }
+
+    /// True when the server closes the connection within `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            let _ = self
+                .stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+pub fn connect_v4(client_id: &str, clean: bool, keep_alive: u16) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let connect = Connect {
+        keep_alive,
+        client_id: client_id.to_string(),
+        clean_session: clean,
+    };
+    V4.write(Packet::Connect(connect, None, None, None, None), &mut out)
+        .expect("encode connect");
+    out.to_vec()
+}
+
+pub fn connect_v5(
+    client_id: &str,
+    keep_alive: u16,
+    properties: Option<ConnectProperties>,
+) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let connect = Connect {
+        keep_alive,
+        client_id: client_id.to_string(),
+        clean_session: true,
+    };
+    V5.write(
+        Packet::Connect(connect, properties, None, None, None),
+        &mut out,
+    )
+    .expect("encode connect");
+    out.to_vec()
+}
+
+pub fn connect_properties() -> ConnectProperties {
+    ConnectProperties {
+        session_expiry_interval: None,
+        receive_maximum: None,
+        max_packet_size: None,
+        topic_alias_max: None,
+        request_response_info: None,
+        request_problem_info: None,
+        user_properties: Vec::new(),
+        authentication_method: None,
+        authentication_data: None,
+    }
+}
+
+/// A QoS 0 PUBLISH.
+pub fn publish(v5: bool, topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let packet = Packet::Publish(
+        Publish::new(
+            bytes::Bytes::copy_from_slice(topic.as_bytes()),
+            bytes::Bytes::copy_from_slice(payload),
+            false,
+        ),
+        None,
+    );
+    if v5 {
+        V5.write(packet, &mut out).expect("encode publish");
+    } else {
+        V4.write(packet, &mut out).expect("encode publish");
+    }
+    out.to_vec()
+}
+
+pub fn subscribe(v5: bool, filter: &str) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let packet = Packet::Subscribe(
+        Subscribe {
+            pkid: 1,
+            filters: vec![Filter {
+                path: filter.to_string(),
+                qos: QoS::AtMostOnce,
+                nolocal: false,
+                preserve_retain: false,
+                retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+            }],
+        },
+        None,
+    );
+    if v5 {
+        V5.write(packet, &mut out).expect("encode subscribe");
+    } else {
+        V4.write(packet, &mut out).expect("encode subscribe");
+    }
+    out.to_vec()
+}
+
+/// CONNACK's return code (3.1.1) or reason code (5).
+pub fn connack_code(frame: &Frame) -> u8 {
+    assert_eq!(frame.kind(), 2, "expected CONNACK");
+    frame.body[1]
+}
+
+/// A v5 CONNACK property by id: its raw value bytes.
+pub fn connack_property(frame: &Frame, id: u8) -> Option<Vec<u8>> {
+    let body = &frame.body;
+    let (props_len, len_len) = varint(&body[2..])?;
+    let mut props = &body[2 + len_len..2 + len_len + props_len];
+    while let Some(&pid) = props.first() {
+        let size = match pid {
+            0x11 | 0x27 => 4,
+            0x13 | 0x21 | 0x22 => 2,
+            0x24 | 0x25 | 0x28 | 0x29 | 0x2A => 1,
+            0x12 | 0x15 | 0x1A | 0x1C | 0x1F | 0x16 => {
+                2 + usize::from(u16::from_be_bytes([props[1], props[2]]))
+            }
+            0x26 => {
+                let k = usize::from(u16::from_be_bytes([props[1], props[2]]));
+                let v = usize::from(u16::from_be_bytes([props[3 + k], props[4 + k]]));
+                4 + k + v
+            }
+            _ => return None,
+        };
+        if pid == id {
+            return Some(props[1..1 + size].to_vec());
+        }
+        props = &props[1 + size..];
+    }
+    None
+}
+
+fn varint(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, b) in bytes.iter().enumerate().take(4) {
+        value |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// The topic and payload of a QoS 0 PUBLISH frame (v5: after the properties).
+pub fn publish_parts(frame: &Frame, v5: bool) -> (String, Vec<u8>) {
+    let body = &frame.body;
+    let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let topic = String::from_utf8_lossy(&body[2..2 + topic_len]).to_string();
+    let mut at = 2 + topic_len;
+    if (frame.first >> 1) & 3 > 0 {
+        at += 2;
+    }
+    if v5 {
+        let (len, len_len) = varint(&body[at..]).expect("props length");
+        at += len_len + len;
+    }
+    (topic, body[at..].to_vec())
+}
