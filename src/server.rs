@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
-use switchboard_bridge::{HttpServer, HttpState};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use switchboard_bridge::{Bridge, HttpServer, HttpState};
 use switchboard_broker::Broker;
 use switchboard_config::Config;
 use tokio::sync::watch;
@@ -34,6 +34,13 @@ async fn serve(config: Config) -> Result<(), String> {
         ));
     }
     let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("switchboard_bridge_delivery_seconds".into()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ],
+        )
+        .map_err(|e| format!("cannot configure metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
     let config = Arc::new(config);
@@ -42,20 +49,28 @@ async fn serve(config: Config) -> Result<(), String> {
         None => info!("config: built-in defaults (see `switchboard print-config`)"),
     }
 
+    let (stop_tx, stop_rx) = watch::channel(false);
     let broker = Broker::start(config.clone()).map_err(|e| e.to_string())?;
+    let bridge = Bridge::start(
+        config.clone(),
+        broker.links(),
+        broker.events(),
+        stop_rx.clone(),
+    )
+    .map_err(|e| e.to_string())?;
     let mqtt_listeners = broker.bind().await.map_err(|e| e.to_string())?;
     let http = match config.http.listen.addr() {
         Some(addr) => Some(HttpServer::bind(addr).await.map_err(|e| e.to_string())?),
         None => None,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
     let http_task = http.map(|server| {
         server.serve(
             HttpState {
                 metrics,
                 ready: ready.clone(),
+                bridge: bridge.state(),
             },
             stop_rx.clone(),
         )

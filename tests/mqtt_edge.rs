@@ -581,20 +581,24 @@ fn health_readiness_and_metrics_are_served() {
     let mut bad = RawClient::connect(sb.tcp_addr());
     bad.send(&raw::connect_v4("bad#id", true, 30));
     let _ = bad.read_frame(3 * SECOND);
-    let (status, body) = sb.http_get("/metrics");
-    assert_eq!(status, 200);
-    assert!(
-        body.contains("switchboard_mqtt_connections_total{listener=\"tcp\"}"),
-        "{body}"
-    );
-    assert!(
-        body.contains("switchboard_mqtt_packets_in_total{listener=\"tcp\"}"),
-        "{body}"
-    );
-    assert!(
-        body.contains("switchboard_mqtt_refusals_total{reason=\"client_id_invalid\"}"),
-        "{body}"
-    );
+    // Counters are updated as connections end: poll briefly.
+    let wanted = [
+        "switchboard_mqtt_connections_total{listener=\"tcp\"}",
+        "switchboard_mqtt_packets_in_total{listener=\"tcp\"}",
+        "switchboard_mqtt_refusals_total{reason=\"client_id_invalid\"}",
+    ];
+    let deadline = Instant::now() + 5 * SECOND;
+    let body = loop {
+        let (status, body) = sb.http_get("/metrics");
+        assert_eq!(status, 200);
+        if wanted.iter().all(|w| body.contains(w)) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for metric in wanted {
+        assert!(body.contains(metric), "{metric} missing from\n{body}");
+    }
 }
 
 #[test]

@@ -1,20 +1,23 @@
-//! The HTTP server: health, readiness and Prometheus metrics.
+//! The HTTP server: `/ws` (rooms protocol), health, readiness and Prometheus metrics.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::BridgeError;
+use crate::protocol::JSON_SUBPROTOCOL;
+use crate::{BridgeError, BridgeState};
 
 /// What the HTTP handlers read.
 #[derive(Clone)]
@@ -22,6 +25,7 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     /// Set once every listener is serving; cleared when shutdown begins.
     pub ready: Arc<AtomicBool>,
+    pub bridge: BridgeState,
 }
 
 pub struct HttpServer {
@@ -47,24 +51,67 @@ impl HttpServer {
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let app = Router::new()
+            .route("/ws", get(websocket))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(state);
         if let Some(addr) = self.local_addr() {
-            info!("HTTP listening on {addr} (/healthz, /readyz, /metrics)");
+            info!("HTTP listening on {addr} (/ws, /healthz, /readyz, /metrics)");
         }
         tokio::spawn(async move {
             let stop = async move {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
             };
-            if let Err(e) = axum::serve(self.listener, app)
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(self.listener, service)
                 .with_graceful_shutdown(stop)
                 .await
             {
                 error!("HTTP server failed: {e}");
             }
         })
+    }
+}
+
+async fn websocket(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let bridge = state.bridge;
+    let config = bridge.hub.config();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if let Err(why) = origin_allowed(
+        origin,
+        &config.http.allowed_origins,
+        config.http.require_origin,
+    ) {
+        counter!("switchboard_bridge_refusals_total", "reason" => "origin").increment(1);
+        warn!(%peer, "browser refused: {why}");
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
+    let Ok(permit) = bridge.connections.clone().try_acquire_owned() else {
+        counter!("switchboard_bridge_refusals_total", "reason" => "max_connections").increment(1);
+        warn!(%peer, "browser refused: at bridge.max_connections");
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    };
+    let hard_limit = config.bridge.max_frame.as_usize().saturating_mul(4);
+    upgrade
+        .protocols([JSON_SUBPROTOCOL])
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| crate::ws::serve(socket, bridge, peer.to_string(), permit))
+}
+
+fn origin_allowed(origin: Option<&str>, allowed: &[String], required: bool) -> Result<(), String> {
+    match origin {
+        None if required => Err("an Origin header is required\n".into()),
+        None => Ok(()),
+        Some(_) if allowed.is_empty() => Ok(()),
+        Some(origin) if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) => Ok(()),
+        Some(origin) => Err(format!("origin {origin} is not allowed\n")),
     }
 }
 

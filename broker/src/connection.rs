@@ -657,7 +657,9 @@ impl<I: MqttIo> Connection<I> {
                 if let Err(why) = check_topic(&publish.topic) {
                     return Err(violation(DisconnectReasonCode::TopicNameInvalid, why));
                 }
-                if publish.retain {
+                // The router clears a retained topic on an empty payload even without
+                // the retain flag: the feed mirrors what it will serve.
+                if publish.retain || publish.payload.is_empty() {
                     let qos = publish_header.map_or(0, |(qos, _)| qos);
                     self.edge.events.retained_changed(
                         publish.topic.clone(),

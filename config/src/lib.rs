@@ -8,6 +8,7 @@
 mod listen;
 mod size;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub router: RouterConfig,
+    pub bridge: BridgeConfig,
+    pub history: HistoryConfig,
+    /// Configured rooms by name.
+    pub rooms: BTreeMap<String, RoomConfig>,
     pub log: LogConfig,
     /// Where this configuration came from (`None`: embedded defaults). Not a key.
     #[serde(skip)]
@@ -120,14 +125,115 @@ pub const DEFAULT_WSS_LISTEN: &str = "0.0.0.0:8084";
 pub struct HttpConfig {
     /// Browser bridge, metrics and health.
     pub listen: Listen,
+    /// Origins allowed to open `/ws` (exact `scheme://host:port`); empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Refuse WebSocket upgrades without an `Origin` header (non-browser clients).
+    pub require_origin: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: Listen::on("0.0.0.0:8080"),
+            allowed_origins: Vec::new(),
+            require_origin: false,
         }
     }
+}
+
+/// The browser bridge: `/ws` rooms protocol limits and behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Any valid MQTT topic filter may be joined as a room.
+    pub topic_rooms: bool,
+    /// Topic filters browsers may publish to outside any room's `publish` list.
+    pub browser_publish: Vec<String>,
+    /// WebSocket ping interval, also sent to clients in `welcome`.
+    pub heartbeat_ms: u64,
+    /// A client silent this long after a ping is dropped.
+    pub heartbeat_timeout_ms: u64,
+    /// Browser connections at once; more get HTTP 503.
+    pub max_connections: usize,
+    /// Rooms one connection may be in.
+    pub max_rooms_per_connection: usize,
+    /// Largest request frame answered with `too_large` and kept open; frames over
+    /// 4 × this close the connection (1009).
+    pub max_frame: ByteSize,
+    /// Requests per second per connection (token bucket, burst 2 ×).
+    pub max_requests_per_sec: u32,
+    /// Errors within 10 s after which the connection is closed with 1008.
+    pub max_errors: u32,
+    /// Retained topics returned in `joined.state` at most (`state_truncated` says so).
+    pub max_state_topics: usize,
+    /// Queued messages for one client before it is conflated (newest per topic).
+    pub conflate_after: usize,
+    /// Queued entries for one client (after conflation) before it is closed with 1013.
+    pub close_after: usize,
+    /// Queued bytes for one client before it is closed with 1013.
+    pub max_queue_bytes: ByteSize,
+    /// A client whose queue has not moved for this long is closed with 1013.
+    pub slow_client_timeout_ms: u64,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            topic_rooms: true,
+            browser_publish: Vec::new(),
+            heartbeat_ms: 25_000,
+            heartbeat_timeout_ms: 10_000,
+            max_connections: 50_000,
+            max_rooms_per_connection: 100,
+            max_frame: ByteSize(64 * 1024),
+            max_requests_per_sec: 100,
+            max_errors: 20,
+            max_state_topics: 10_000,
+            conflate_after: 1_000,
+            close_after: 10_000,
+            max_queue_bytes: ByteSize(8 * 1024 * 1024),
+            slow_client_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Message history for resume (`since`) and `rewind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Topic filters whose messages are kept (default: everything).
+    pub topics: Vec<String>,
+    /// Messages kept at most (all rooms share one log).
+    pub max_messages: usize,
+    /// Seconds a message is kept at most.
+    pub max_age_secs: u64,
+    /// Messages one `since` or `rewind` returns at most; a longer gap is `recovered: false`.
+    pub max_resume: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            topics: vec!["#".into()],
+            max_messages: 10_000,
+            max_age_secs: 300,
+            max_resume: 10_000,
+        }
+    }
+}
+
+/// A configured room: `[rooms.NAME]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomConfig {
+    /// MQTT topic filters the room delivers.
+    pub topics: Vec<String>,
+    /// Topic filters members may publish to.
+    pub publish: Vec<String>,
+    /// Push member join/leave events to the room.
+    pub presence: bool,
+    /// Messages a `rewind` or resume may return for this room (0 = none).
+    pub history: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,6 +367,80 @@ impl Config {
         if self.router.max_outgoing_batch == 0 {
             return Err(invalid("router.max_outgoing_batch", "must be at least 1"));
         }
+        for (i, filter) in self.bridge.browser_publish.iter().enumerate() {
+            if !valid_filter(filter) {
+                return Err(invalid(
+                    &format!("bridge.browser_publish[{i}]"),
+                    &format!("{filter:?} is not an MQTT topic filter"),
+                ));
+            }
+        }
+        for (i, filter) in self.history.topics.iter().enumerate() {
+            if !valid_filter(filter) {
+                return Err(invalid(
+                    &format!("history.topics[{i}]"),
+                    &format!("{filter:?} is not an MQTT topic filter"),
+                ));
+            }
+        }
+        for (name, room) in &self.rooms {
+            if name.is_empty() || name.starts_with('$') {
+                return Err(invalid(
+                    &format!("rooms.{name}"),
+                    "room names must be non-empty and not start with '$'",
+                ));
+            }
+            if room.topics.is_empty() {
+                return Err(invalid(
+                    &format!("rooms.{name}.topics"),
+                    "a room needs at least one topic filter",
+                ));
+            }
+            for (key, list) in [("topics", &room.topics), ("publish", &room.publish)] {
+                for (i, filter) in list.iter().enumerate() {
+                    if !valid_filter(filter) {
+                        return Err(invalid(
+                            &format!("rooms.{name}.{key}[{i}]"),
+                            &format!("{filter:?} is not an MQTT topic filter"),
+                        ));
+                    }
+                }
+            }
+        }
+        let positive = [
+            ("bridge.heartbeat_ms", self.bridge.heartbeat_ms as usize),
+            (
+                "bridge.heartbeat_timeout_ms",
+                self.bridge.heartbeat_timeout_ms as usize,
+            ),
+            ("bridge.max_connections", self.bridge.max_connections),
+            (
+                "bridge.max_rooms_per_connection",
+                self.bridge.max_rooms_per_connection,
+            ),
+            ("bridge.max_frame", self.bridge.max_frame.as_usize()),
+            (
+                "bridge.max_requests_per_sec",
+                self.bridge.max_requests_per_sec as usize,
+            ),
+            ("bridge.conflate_after", self.bridge.conflate_after),
+            (
+                "bridge.slow_client_timeout_ms",
+                self.bridge.slow_client_timeout_ms as usize,
+            ),
+            ("history.max_messages", self.history.max_messages),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.bridge.close_after <= self.bridge.conflate_after {
+            return Err(invalid(
+                "bridge.close_after",
+                "must be larger than bridge.conflate_after",
+            ));
+        }
         if self.data_dir_is_empty() {
             return Err(invalid("node.data_dir", "must not be empty"));
         }
@@ -319,6 +499,21 @@ impl Config {
     }
 }
 
+/// An MQTT topic filter: non-empty, `#` only as the whole last level, `+` only as a
+/// whole level, no NUL.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    let last = levels.len() - 1;
+    levels.iter().enumerate().all(|(i, level)| match *level {
+        "#" => i == last,
+        "+" => true,
+        other => !other.contains('#') && !other.contains('+'),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +531,18 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("tcpp"), "{text}");
         assert!(text.contains("x.toml"), "{text}");
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        assert!(valid_filter("a/+/c"));
+        assert!(valid_filter("#"));
+        assert!(valid_filter("a/#"));
+        assert!(!valid_filter("a/#/c"));
+        assert!(!valid_filter("a+/b"));
+        assert!(!valid_filter(""));
+        let err = Config::parse("[rooms.plant]\ntopics = [\"a/#/b\"]\n", "x").unwrap_err();
+        assert!(err.to_string().contains("rooms.plant.topics[0]"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! needs bytes no client library will send.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod raw;
 
 use std::io::Read;

@@ -1,0 +1,166 @@
+//! A message as browsers see it, and its JSON encoding (payload rules of protocol v1:
+//! JSON embedded, other UTF-8 as text, anything else base64).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// How a payload appears in JSON frames, decided once per message.
+#[derive(Debug)]
+pub enum EncodedPayload {
+    Json(Box<RawValue>),
+    Text(Arc<str>),
+    Base64(String),
+}
+
+impl EncodedPayload {
+    pub fn of(payload: &[u8]) -> EncodedPayload {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return EncodedPayload::Base64(
+                base64::engine::general_purpose::STANDARD.encode(payload),
+            );
+        };
+        if !text.trim().is_empty() {
+            if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
+                return EncodedPayload::Json(raw.to_owned());
+            }
+        }
+        EncodedPayload::Text(Arc::from(text))
+    }
+
+    fn parts(&self) -> (PayloadRef<'_>, Option<&'static str>) {
+        match self {
+            EncodedPayload::Json(raw) => (PayloadRef::Json(raw), None),
+            EncodedPayload::Text(text) => (PayloadRef::Str(text), Some("text")),
+            EncodedPayload::Base64(b64) => (PayloadRef::Str(b64), Some("base64")),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PayloadRef<'a> {
+    Json(&'a RawValue),
+    Str(&'a str),
+}
+
+/// One MQTT message that reached the bridge.
+#[derive(Debug)]
+pub struct Message {
+    /// Position in the history log (the protocol's opaque `offset`).
+    pub offset: u64,
+    pub topic: Arc<str>,
+    pub encoded: EncodedPayload,
+    pub ts_ms: u64,
+    pub retain: bool,
+    /// When it reached the bridge (delivery-latency metric).
+    pub arrived: Instant,
+}
+
+impl Message {
+    /// The `message` frame for `room`.
+    pub fn frame(&self, room: &str, conflated: bool) -> Bytes {
+        let (payload, encoding) = self.encoded.parts();
+        let frame = MessageFrame {
+            kind: "message",
+            room,
+            topic: &self.topic,
+            payload,
+            encoding,
+            offset: self.offset.to_string(),
+            ts: self.ts_ms,
+            retain: self.retain,
+            conflated,
+        };
+        Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
+    }
+
+    /// The same message as a JSON value (for `missed` lists and SSE).
+    pub fn to_value(&self, room: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.frame(room, false)).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    topic: &'a str,
+    payload: PayloadRef<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    offset: String,
+    ts: u64,
+    retain: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    conflated: bool,
+}
+
+/// A retained value, as an item of `joined.state`.
+#[derive(Debug, Clone)]
+pub struct RetainedValue {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub ts_ms: u64,
+}
+
+impl RetainedValue {
+    pub fn state_item(&self) -> serde_json::Value {
+        let encoded = EncodedPayload::of(&self.payload);
+        let (payload, encoding) = encoded.parts();
+        let mut item = serde_json::json!({
+            "topic": &*self.topic,
+            "payload": payload,
+            "ts": self.ts_ms,
+        });
+        if let (Some(encoding), Some(map)) = (encoding, item.as_object_mut()) {
+            map.insert("encoding".into(), encoding.into());
+        }
+        item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: &[u8]) -> Message {
+        Message {
+            offset: 7,
+            topic: Arc::from("a/b"),
+            encoded: EncodedPayload::of(payload),
+            ts_ms: 1,
+            retain: false,
+            arrived: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn payloads_are_encoded_by_the_protocol_rules() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&message(b"{\"t\": 21.5}").frame("r", false)).unwrap();
+        assert_eq!(json["payload"]["t"], 21.5);
+        assert!(json.get("encoding").is_none());
+        assert_eq!(json["offset"], "7");
+
+        let text: serde_json::Value =
+            serde_json::from_slice(&message(b"hello").frame("r", false)).unwrap();
+        assert_eq!(text["payload"], "hello");
+        assert_eq!(text["encoding"], "text");
+
+        let bin: serde_json::Value =
+            serde_json::from_slice(&message(&[0xff, 0x00]).frame("r", true)).unwrap();
+        assert_eq!(bin["payload"], "/wA=");
+        assert_eq!(bin["encoding"], "base64");
+        assert_eq!(bin["conflated"], true);
+
+        let number: serde_json::Value =
+            serde_json::from_slice(&message(b"22.0").frame("r", false)).unwrap();
+        assert_eq!(number["payload"], 22.0);
+    }
+}
