@@ -51,13 +51,14 @@ impl HttpServer {
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let app = Router::new()
+            .route("/", get(dashboard))
             .route("/ws", get(websocket))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(state);
         if let Some(addr) = self.local_addr() {
-            info!("HTTP listening on {addr} (/ws, /healthz, /readyz, /metrics)");
+            info!("HTTP listening on {addr} (/ dashboard, /ws, /healthz, /readyz, /metrics)");
         }
         tokio::spawn(async move {
             let stop = async move {
@@ -113,6 +114,14 @@ fn origin_allowed(origin: Option<&str>, allowed: &[String], required: bool) -> R
         Some(origin) if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) => Ok(()),
         Some(origin) => Err(format!("origin {origin} is not allowed\n")),
     }
+}
+
+/// A small live view of rooms and devices, for trying Switchboard in a browser.
+async fn dashboard() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../assets/dashboard.html"),
+    )
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
