@@ -117,14 +117,14 @@ mod tests {
     use std::time::Instant;
 
     fn push(history: &mut MemoryHistory, topic: &str, ts_ms: u64) {
-        let message = Message {
-            offset: history.next_offset(),
-            topic: Arc::from(topic),
-            encoded: EncodedPayload::of(b"1"),
+        let message = Message::new(
+            history.next_offset(),
+            Arc::from(topic),
+            Bytes::from_static(b"1"),
             ts_ms,
-            retain: false,
-            arrived: Instant::now(),
-        };
+            false,
+            Instant::now(),
+        );
         history.append(Arc::new(message));
     }
 

@@ -16,7 +16,7 @@ use switchboard_broker::{DeviceInfo, EventFeed, OfflineReason};
 use switchboard_config::Config;
 
 use crate::history::{MemoryHistory, Resume};
-use crate::message::{EncodedPayload, Message};
+use crate::message::Message;
 use crate::outbound::OutboundQueue;
 use crate::protocol::{reply, ErrorCode};
 use crate::retained::RetainedView;
@@ -297,14 +297,14 @@ impl Hub {
         let rooms = self.rooms.read();
         let message = {
             let mut history = self.history.lock();
-            let message = Arc::new(Message {
-                offset: history.next_offset(),
-                topic: Arc::from(topic),
-                encoded: EncodedPayload::of(&payload),
-                ts_ms: switchboard_broker::events::now_ms(),
+            let message = Arc::new(Message::new(
+                history.next_offset(),
+                Arc::from(topic),
+                payload,
+                switchboard_broker::events::now_ms(),
                 retain,
                 arrived,
-            });
+            ));
             history.append(message.clone());
             message
         };

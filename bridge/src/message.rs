@@ -1,7 +1,7 @@
 //! A message as browsers see it, and its JSON encoding (payload rules of protocol v1:
 //! JSON embedded, other UTF-8 as text, anything else base64).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use base64::Engine;
@@ -54,7 +54,9 @@ pub struct Message {
     /// Position in the history log (the protocol's opaque `offset`).
     pub offset: u64,
     pub topic: Arc<str>,
-    pub encoded: EncodedPayload,
+    pub payload: Bytes,
+    /// The payload's JSON form, made on first use: most messages reach no room.
+    encoded: OnceLock<EncodedPayload>,
     pub ts_ms: u64,
     pub retain: bool,
     /// When it reached the bridge (delivery-latency metric).
@@ -62,9 +64,33 @@ pub struct Message {
 }
 
 impl Message {
+    pub fn new(
+        offset: u64,
+        topic: Arc<str>,
+        payload: Bytes,
+        ts_ms: u64,
+        retain: bool,
+        arrived: Instant,
+    ) -> Message {
+        Message {
+            offset,
+            topic,
+            payload,
+            encoded: OnceLock::new(),
+            ts_ms,
+            retain,
+            arrived,
+        }
+    }
+
+    fn encoded(&self) -> &EncodedPayload {
+        self.encoded
+            .get_or_init(|| EncodedPayload::of(&self.payload))
+    }
+
     /// The `message` frame for `room`.
     pub fn frame(&self, room: &str, conflated: bool) -> Bytes {
-        let (payload, encoding) = self.encoded.parts();
+        let (payload, encoding) = self.encoded().parts();
         let frame = MessageFrame {
             kind: "message",
             room,
@@ -130,14 +156,14 @@ mod tests {
     use super::*;
 
     fn message(payload: &[u8]) -> Message {
-        Message {
-            offset: 7,
-            topic: Arc::from("a/b"),
-            encoded: EncodedPayload::of(payload),
-            ts_ms: 1,
-            retain: false,
-            arrived: Instant::now(),
-        }
+        Message::new(
+            7,
+            Arc::from("a/b"),
+            Bytes::copy_from_slice(payload),
+            1,
+            false,
+            Instant::now(),
+        )
     }
 
     #[test]

@@ -300,14 +300,14 @@ mod tests {
     use crate::message::EncodedPayload;
 
     fn message(topic: &str, offset: u64) -> Arc<Message> {
-        Arc::new(Message {
+        Arc::new(Message::new(
             offset,
-            topic: Arc::from(topic),
-            encoded: EncodedPayload::of(b"1"),
-            ts_ms: 0,
-            retain: false,
-            arrived: Instant::now(),
-        })
+            Arc::from(topic),
+            Bytes::from_static(b"1"),
+            0,
+            false,
+            Instant::now(),
+        ))
     }
 
     fn limits() -> QueueLimits {

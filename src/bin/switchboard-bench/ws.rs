@@ -1,0 +1,327 @@
+//! Browser-side scenarios over WebSocket, against Switchboard's rooms protocol or a
+//! Socket.IO 4 server (Engine.IO v4 / Socket.IO v5 spoken here directly).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::mqtt::{pace, Completion};
+use crate::net::{self, Mqtt};
+use crate::stats::{Report, Samples};
+use crate::wire;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Which server the browser clients talk to.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Peer {
+    /// Switchboard's `/ws` rooms protocol; messages come from an MQTT publisher.
+    Switchboard,
+    /// A Socket.IO 4 server with rooms; messages come from a Socket.IO publisher.
+    Socketio,
+}
+
+const ROOM: &str = "bench/room";
+
+/// A joined browser client.
+async fn join(
+    peer: Peer,
+    http: SocketAddr,
+    from: Option<std::net::Ipv4Addr>,
+) -> Result<Ws, String> {
+    let stream = net::connect(http, from)
+        .await
+        .map_err(|e| format!("connect {http}: {e}"))?;
+    let url = match peer {
+        Peer::Switchboard => format!("ws://{http}/ws"),
+        Peer::Socketio => format!("ws://{http}/socket.io/?EIO=4&transport=websocket"),
+    };
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| format!("websocket: {e}"))?;
+    match peer {
+        Peer::Switchboard => {
+            let request = format!("{{\"type\":\"join\",\"id\":1,\"room\":\"{ROOM}\"}}");
+            ws.send(Message::Text(request))
+                .await
+                .map_err(|e| e.to_string())?;
+            wait_for(&mut ws, |text| text.contains("\"joined\"")).await?;
+        }
+        Peer::Socketio => {
+            wait_for(&mut ws, |text| text.starts_with('0')).await?;
+            ws.send(Message::Text("40".into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            wait_for(&mut ws, |text| text.starts_with("40")).await?;
+            ws.send(Message::Text(format!("421[\"join\",\"{ROOM}\"]")))
+                .await
+                .map_err(|e| e.to_string())?;
+            wait_for(&mut ws, |text| text.starts_with("431")).await?;
+        }
+    }
+    Ok(ws)
+}
+
+async fn wait_for(ws: &mut Ws, done: impl Fn(&str) -> bool) -> Result<(), String> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| "no answer from the server".to_string())?;
+        match frame {
+            Some(Ok(Message::Text(text))) if done(&text) => return Ok(()),
+            Some(Ok(Message::Text(text))) if text.contains("\"error\"") => return Err(text),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("closed".into()),
+        }
+    }
+}
+
+/// `"key":123` → 123.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(key)? + key.len();
+    let digits: &str = &text[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// Reads a client's frames until `stop`, answering Engine.IO pings, calling
+/// `on_message(seq, sent_nanos)` for each bench message.
+async fn read_messages(
+    mut read: SplitStream<Ws>,
+    mut write: SplitSink<Ws, Message>,
+    stop: Arc<AtomicBool>,
+    mut on_message: impl FnMut(u64, u64),
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let frame = match tokio::time::timeout(Duration::from_millis(200), read.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(_) => return,
+            Err(_) => continue,
+        };
+        if let Message::Text(text) = frame {
+            if text == "2" {
+                let _ = write.send(Message::Text("3".into())).await;
+                continue;
+            }
+            if let (Some(seq), Some(sent)) = (
+                number_after(&text, "\"seq\":"),
+                number_after(&text, "\"t\":"),
+            ) {
+                on_message(seq, sent);
+            }
+        }
+    }
+}
+
+/// Sends bench messages into the room: MQTT for Switchboard, an emit for Socket.IO.
+enum Publisher {
+    Mqtt(Mqtt),
+    SocketIo(Box<Ws>),
+}
+
+impl Publisher {
+    async fn open(peer: Peer, mqtt: SocketAddr, http: SocketAddr) -> Result<Publisher, String> {
+        match peer {
+            Peer::Switchboard => Ok(Publisher::Mqtt(
+                Mqtt::connect(mqtt, None, "ws-bench-pub", 0).await?,
+            )),
+            Peer::Socketio => {
+                let stream = net::connect(http, None).await.map_err(|e| e.to_string())?;
+                let url = format!("ws://{http}/socket.io/?EIO=4&transport=websocket");
+                let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wait_for(&mut ws, |t| t.starts_with('0')).await?;
+                ws.send(Message::Text("40".into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wait_for(&mut ws, |t| t.starts_with("40")).await?;
+                Ok(Publisher::SocketIo(Box::new(ws)))
+            }
+        }
+    }
+
+    async fn send(&mut self, seq: u64, sent: u64) -> Result<(), String> {
+        let body = format!("{{\"seq\":{seq},\"t\":{sent}}}");
+        match self {
+            Publisher::Mqtt(mqtt) => {
+                let mut out = bytes::BytesMut::new();
+                wire::publish(&mut out, ROOM, body.as_bytes(), 0, 0, false);
+                tokio::io::AsyncWriteExt::write_all(&mut mqtt.write, &out)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Publisher::SocketIo(ws) => ws
+                .send(Message::Text(format!("42[\"publish\",\"{ROOM}\",{body}]")))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+pub struct WsFanout {
+    pub peer: Peer,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub clients: usize,
+    pub messages: usize,
+    pub rate: u64,
+    pub spread: usize,
+}
+
+pub async fn fanout(args: WsFanout) -> Result<Report, String> {
+    let base = Instant::now();
+    let completion = Completion::new(args.messages);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    let connect_started = Instant::now();
+    for i in 0..args.clients {
+        let ws = join(args.peer, args.http, net::source(i, args.spread)).await?;
+        let (write, read) = ws.split();
+        let completion = completion.clone();
+        readers.push(tokio::spawn(read_messages(
+            read,
+            write,
+            stop.clone(),
+            move |seq, _| {
+                completion.seen(seq as usize, base.elapsed().as_nanos() as u64);
+            },
+        )));
+    }
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    let mut publisher = Publisher::open(args.peer, args.mqtt, args.http).await?;
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    for seq in 0..args.messages {
+        let now = base.elapsed().as_nanos() as u64;
+        completion.sent_at[seq].store(now, Ordering::Relaxed);
+        publisher.send(seq as u64, now).await?;
+        tokio::time::sleep(interval).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        let _ = reader.await;
+    }
+    let mut report = Report::new("ws-fanout");
+    report
+        .set("clients", args.clients as u64)
+        .set("messages", args.messages as u64)
+        .set("rate_per_s", args.rate)
+        .set("join_seconds", (connect_secs * 100.0).round() / 100.0);
+    completion.report(&mut report, args.clients);
+    Ok(report)
+}
+
+pub struct WsLatency {
+    pub peer: Peer,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub rate: u64,
+    pub duration: Duration,
+}
+
+pub async fn latency(args: WsLatency) -> Result<Report, String> {
+    let base = Instant::now();
+    let ws = join(args.peer, args.http, None).await?;
+    let (write, read) = ws.split();
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(parking_lot::Mutex::new(Samples::default()));
+    let reader = {
+        let samples = samples.clone();
+        tokio::spawn(read_messages(read, write, stop.clone(), move |_, sent| {
+            let now = base.elapsed().as_nanos() as u64;
+            samples.lock().0.push(now.saturating_sub(sent));
+        }))
+    };
+    let mut publisher = Publisher::open(args.peer, args.mqtt, args.http).await?;
+    let sent = match &mut publisher {
+        Publisher::Mqtt(mqtt) => {
+            let mut seq = 0u64;
+            pace(
+                args.rate,
+                args.duration,
+                0,
+                |_, out| {
+                    let body = format!("{{\"seq\":{seq},\"t\":{}}}", base.elapsed().as_nanos());
+                    seq += 1;
+                    wire::publish(out, ROOM, body.as_bytes(), 0, 0, false);
+                },
+                &mut mqtt.write,
+            )
+            .await?
+        }
+        Publisher::SocketIo(_) => {
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            while started.elapsed() < args.duration {
+                tick.tick().await;
+                let due = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
+                while sent < due {
+                    publisher
+                        .send(sent, base.elapsed().as_nanos() as u64)
+                        .await?;
+                    sent += 1;
+                }
+            }
+            sent
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.await;
+    let mut samples = std::mem::take(&mut *samples.lock());
+    let mut report = Report::new("ws-latency");
+    report
+        .set("rate_per_s", args.rate)
+        .set("sent", sent)
+        .set("received", samples.0.len() as u64)
+        .latencies("latency", &mut samples);
+    Ok(report)
+}
+
+/// Opens `count` joined, idle browser clients; hold the result to keep them open.
+pub async fn idle_clients(
+    peer: Peer,
+    http: SocketAddr,
+    count: usize,
+    spread: usize,
+    rate: u64,
+) -> Result<Vec<Ws>, String> {
+    let mut held = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count {
+        if rate > 0 {
+            tokio::time::sleep_until(
+                (started + Duration::from_secs_f64(i as f64 / rate as f64)).into(),
+            )
+            .await;
+        }
+        held.push(join(peer, http, net::source(i, spread)).await?);
+    }
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_numbers_from_frames() {
+        let frame = "{\"type\":\"message\",\"payload\":{\"seq\":42,\"t\":123456},\"offset\":\"7\"}";
+        assert_eq!(super::number_after(frame, "\"seq\":"), Some(42));
+        assert_eq!(super::number_after(frame, "\"t\":"), Some(123456));
+        assert_eq!(
+            super::number_after("42[\"message\",{\"seq\":3,\"t\":9}]", "\"seq\":"),
+            Some(3)
+        );
+    }
+}
