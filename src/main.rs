@@ -1,5 +1,6 @@
 //! The `switchboard` binary: run the broker, or check/print config, or make dev certificates.
 
+mod admin;
 mod certs;
 mod logging;
 mod server;
@@ -41,12 +42,34 @@ enum Command {
     },
     /// Print the effective configuration as TOML.
     PrintConfig,
+    /// Retained messages in the data dir (offline: stop switchboard first).
+    #[command(subcommand)]
+    Retained(RetainedCommand),
+    /// The data dir itself.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Write a development CA and a localhost server certificate.
     CertsDev {
         /// Output folder (default: certs-dev next to the config file, or ./certs-dev).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum RetainedCommand {
+    /// List retained messages matching a topic filter (default `#`).
+    List { filter: Option<String> },
+    /// Print one topic's retained payload.
+    Get { topic: String },
+    /// Delete every retained message matching a topic filter.
+    Delete { filter: String },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Read every stored record and report what is there or what is broken.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +102,26 @@ fn main() -> ExitCode {
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
+            Err(e) => fail(&e.to_string()),
+        },
+        Command::Retained(command) => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let dir = &config.node.data_dir;
+            let result = match command {
+                RetainedCommand::List { filter } => {
+                    admin::list(dir, filter.as_deref().unwrap_or("#"))
+                }
+                RetainedCommand::Get { topic } => admin::get(dir, &topic),
+                RetainedCommand::Delete { filter } => admin::delete(dir, &filter),
+            };
+            result.map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
+        Command::Data(DataCommand::Check) => match Config::load(cli.config.as_deref()) {
+            Ok(config) => admin::check(&config.node.data_dir)
+                .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
             Err(e) => fail(&e.to_string()),
         },
         Command::CertsDev { out } => {

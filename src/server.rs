@@ -1,16 +1,19 @@
-//! `switchboard run`: start-up in order (router → restore → listeners), then wait
-//! for SIGINT/SIGTERM and shut down gracefully.
+//! `switchboard run`: start-up in order (store → router → restore retained → bridge →
+//! listeners), then wait for SIGINT/SIGTERM and shut down gracefully (listeners,
+//! connections, then the last retained changes to disk).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use switchboard_bridge::store::{RetainedStore, SledStore};
 use switchboard_bridge::{Bridge, HttpServer, HttpState};
 use switchboard_broker::Broker;
 use switchboard_config::Config;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub fn run(config: Config) -> Result<(), String> {
     crate::logging::init(&config.log);
@@ -49,15 +52,46 @@ async fn serve(config: Config) -> Result<(), String> {
         None => info!("config: built-in defaults (see `switchboard print-config`)"),
     }
 
+    let store = SledStore::open(&config.node.data_dir).map_err(|e| e.to_string())?;
+    let stored = store.load().map_err(|e| {
+        format!(
+            "{e} (in {}; `switchboard data check` reports what is wrong)",
+            config.node.data_dir.display()
+        )
+    })?;
+    let store: Arc<dyn RetainedStore> = Arc::new(store);
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let broker = Broker::start(config.clone()).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let pairs: Vec<(Bytes, Bytes)> = stored
+        .iter()
+        .filter(|r| {
+            let usable = switchboard_bridge::topic::valid_topic(&r.topic) && !r.payload.is_empty();
+            if !usable {
+                warn!(topic = %r.topic, "skipped a stored retained message that no client could have published");
+            }
+            usable
+        })
+        .map(|r| (Bytes::copy_from_slice(r.topic.as_bytes()), r.payload.clone()))
+        .collect();
+    let restored = broker.restore_retained(pairs).await;
+    info!(
+        restored,
+        ms = started.elapsed().as_millis() as u64,
+        data_dir = %config.node.data_dir.display(),
+        "retained messages restored"
+    );
     let bridge = Bridge::start(
         config.clone(),
         broker.links(),
         broker.events(),
+        store,
+        &stored,
         stop_rx.clone(),
     )
     .map_err(|e| e.to_string())?;
+    drop(stored);
     let mqtt_listeners = broker.bind().await.map_err(|e| e.to_string())?;
     let http = match config.http.listen.addr() {
         Some(addr) => Some(HttpServer::bind(addr).await.map_err(|e| e.to_string())?),
@@ -86,6 +120,7 @@ async fn serve(config: Config) -> Result<(), String> {
     broker
         .shutdown(Duration::from_secs(config.node.shutdown_grace_secs))
         .await;
+    bridge.finish().await;
     if let Some(task) = http_task {
         if tokio::time::timeout(Duration::from_secs(2), task)
             .await

@@ -508,7 +508,7 @@ fn keepalive_zero_is_allowed_and_silence_past_keepalive_disconnects() {
         raw::connack_code(&quiet.read_frame(5 * SECOND).expect("CONNACK")),
         0
     );
-    let disconnect = quiet.expect_kind(14, 4 * SECOND);
+    let disconnect = quiet.expect_kind(14, 8 * SECOND);
     assert_eq!(disconnect.body[0], 0x8D, "keep alive timeout");
     assert!(!forever.closed_within(Duration::from_millis(200)));
 }
@@ -636,7 +636,8 @@ fn a_port_in_use_is_a_startup_error_naming_the_listener() {
         .replace(&format!("127.0.0.1:{}", sb.ports.tcp), "127.0.0.1:0")
         .replace(&format!("127.0.0.1:{}", sb.ports.http), "127.0.0.1:0")
         .replace(&format!("127.0.0.1:{}", sb.ports.tls), "127.0.0.1:0")
-        .replace(&format!("127.0.0.1:{}", sb.ports.wss), "127.0.0.1:0");
+        .replace(&format!("127.0.0.1:{}", sb.ports.wss), "127.0.0.1:0")
+        .replace("data_dir = \"data\"", "data_dir = \"data-second\"");
     let path = sb.dir.path().join("busy.toml");
     std::fs::write(&path, config).expect("write");
     let out = std::process::Command::new(common::BIN)

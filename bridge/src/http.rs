@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -50,13 +50,17 @@ impl HttpServer {
         state: HttpState,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/", get(dashboard))
             .route("/ws", get(websocket))
+            .route("/sse", get(crate::sse::stream))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
-            .with_state(state);
+            .route("/metrics", get(metrics));
+        if state.bridge.hub.config().http.admin {
+            app = app.route("/admin/retained", get(admin_list).delete(admin_delete));
+        }
+        let app = app.with_state(state);
         if let Some(addr) = self.local_addr() {
             info!("HTTP listening on {addr} (/ dashboard, /ws, /healthz, /readyz, /metrics)");
         }
@@ -122,6 +126,58 @@ async fn dashboard() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         include_str!("../assets/dashboard.html"),
     )
+}
+
+#[derive(serde::Deserialize)]
+struct FilterQuery {
+    filter: String,
+}
+
+/// `GET /admin/retained?filter=F`: the retained messages matching F.
+async fn admin_list(State(state): State<HttpState>, Query(query): Query<FilterQuery>) -> Response {
+    if !crate::topic::valid_filter(&query.filter) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "filter is not an MQTT topic filter\n",
+        )
+            .into_response();
+    }
+    let (items, _) = state
+        .bridge
+        .hub
+        .retained
+        .matching(&[query.filter], usize::MAX);
+    let items: Vec<serde_json::Value> = items.iter().map(|v| v.state_item()).collect();
+    axum::Json(serde_json::json!({"retained": items})).into_response()
+}
+
+/// `DELETE /admin/retained?filter=F`: clears every retained message matching F, for
+/// MQTT subscribers, `joined.state` and the store alike.
+async fn admin_delete(
+    State(state): State<HttpState>,
+    Query(query): Query<FilterQuery>,
+) -> Response {
+    if !crate::topic::valid_filter(&query.filter) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "filter is not an MQTT topic filter\n",
+        )
+            .into_response();
+    }
+    let bridge = state.bridge;
+    let (items, _) = bridge.hub.retained.matching(&[query.filter], usize::MAX);
+    for item in &items {
+        bridge
+            .publisher
+            .publish(&item.topic, bytes::Bytes::new(), true);
+        bridge.events.retained_changed(
+            bytes::Bytes::copy_from_slice(item.topic.as_bytes()),
+            bytes::Bytes::new(),
+            0,
+        );
+    }
+    info!(count = items.len(), "admin: deleted retained messages");
+    axum::Json(serde_json::json!({"deleted": items.len()})).into_response()
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {

@@ -81,14 +81,15 @@ pub struct Hub {
     config: Arc<Config>,
     rooms: RwLock<Rooms>,
     history: Mutex<MemoryHistory>,
-    pub retained: RetainedView,
+    pub retained: Arc<RetainedView>,
     epoch: Arc<str>,
     devices: EventFeed,
     next_conn: AtomicU64,
 }
 
 impl Hub {
-    pub fn new(config: Arc<Config>, devices: EventFeed) -> Hub {
+    /// `retained`: the view, already loaded from the store.
+    pub fn new(config: Arc<Config>, devices: EventFeed, retained: Arc<RetainedView>) -> Hub {
         let history = MemoryHistory::new(
             config.history.max_messages,
             Duration::from_secs(config.history.max_age_secs),
@@ -98,11 +99,15 @@ impl Hub {
             config,
             rooms: RwLock::default(),
             history: Mutex::new(history),
-            retained: RetainedView::default(),
+            retained,
             epoch: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             devices,
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     pub fn config(&self) -> &Config {

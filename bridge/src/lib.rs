@@ -15,7 +15,9 @@ mod pump;
 mod retained;
 mod room_index;
 mod rooms;
-mod topic;
+mod sse;
+pub mod store;
+pub mod topic;
 mod ws;
 
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub use protocol::JSON_SUBPROTOCOL;
 
 use hub::Hub;
 use pump::RouterPublisher;
+use retained::RetainedView;
+use store::{spawn_writer, RetainedStore, StoreWriter, StoredRetained};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -46,33 +50,59 @@ pub enum BridgeError {
 pub struct BridgeState {
     hub: Arc<Hub>,
     publisher: RouterPublisher,
+    events: EventFeed,
     connections: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
 
 pub struct Bridge {
     state: BridgeState,
+    writer: Option<StoreWriter>,
+    /// Tells the writer to drain and flush; sent by [`Bridge::finish`], after the MQTT
+    /// connections (which may still publish retained messages) have ended.
+    stop_writer: watch::Sender<bool>,
 }
 
 impl Bridge {
-    /// Opens the bridge link and starts following the router and the edge's events.
-    /// Call inside the runtime, before MQTT listeners open.
+    /// Opens the bridge link, starts following the router and the edge's events, and
+    /// starts the writer that persists retained changes to `store`. `stored` is what
+    /// the store held at start. Call inside the runtime, before MQTT listeners open.
     pub fn start(
         config: Arc<Config>,
         links: LinkFactory,
         events: EventFeed,
+        store: Arc<dyn RetainedStore>,
+        stored: &[StoredRetained],
         shutdown: watch::Receiver<bool>,
     ) -> Result<Bridge, BridgeError> {
-        let hub = Arc::new(Hub::new(config.clone(), events.clone()));
-        let publisher = pump::start(hub.clone(), links, events).map_err(BridgeError::Link)?;
+        let view = Arc::new(RetainedView::loaded(stored));
+        let hub = Arc::new(Hub::new(config.clone(), events.clone(), view.clone()));
+        let publisher =
+            pump::start(hub.clone(), links, events.clone()).map_err(BridgeError::Link)?;
+        let (stop_writer, writer_stop) = watch::channel(false);
+        let writer = events.take_retained_changes().map(|changes| {
+            let flush_every = std::time::Duration::from_millis(config.storage.flush_ms);
+            spawn_writer(store, view, changes, flush_every, writer_stop)
+        });
         Ok(Bridge {
             state: BridgeState {
                 hub,
                 publisher,
+                events,
                 connections: Arc::new(Semaphore::new(config.bridge.max_connections)),
                 shutdown,
             },
+            writer,
+            stop_writer,
         })
+    }
+
+    /// Waits until every retained change accepted before shutdown is on disk.
+    pub async fn finish(self) {
+        let _ = self.stop_writer.send(true);
+        if let Some(writer) = self.writer {
+            writer.finished().await;
+        }
     }
 
     pub fn state(&self) -> BridgeState {

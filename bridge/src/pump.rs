@@ -1,6 +1,6 @@
 //! The bridge's link to the router: one in-process link subscribed to `#`, drained
 //! on its own task into the hub, and the way browser publishes enter MQTT. A second
-//! task feeds the hub from the edge's events (retained changes, device presence).
+//! task feeds the hub from the edge's device presence events.
 
 use std::sync::Arc;
 
@@ -113,18 +113,12 @@ pub fn start(
     tokio::spawn(async move {
         loop {
             match feed.recv().await {
-                Ok(BrokerEvent::RetainedChanged { topic, payload, .. }) => {
-                    if let Ok(topic) = std::str::from_utf8(&topic) {
-                        hub.retained
-                            .set(topic, payload, switchboard_broker::events::now_ms());
-                    }
-                }
                 Ok(BrokerEvent::DeviceOnline(info)) => hub.device_online(&info),
                 Ok(BrokerEvent::DeviceOffline { client_id, reason }) => {
                     hub.device_offline(&client_id, reason)
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    warn!(missed, "the bridge fell behind the edge's event feed; some retained or presence updates were missed");
+                    warn!(missed, "the bridge fell behind the edge's event feed; some device presence updates were missed");
                 }
                 Err(RecvError::Closed) => return,
             }

@@ -17,6 +17,27 @@ pub struct RetainedView {
 }
 
 impl RetainedView {
+    /// A view holding what the store had at start.
+    pub fn loaded(stored: &[crate::store::StoredRetained]) -> RetainedView {
+        let view = RetainedView::default();
+        {
+            let mut topics = view.topics.write();
+            for item in stored {
+                let topic: Arc<str> = Arc::from(item.topic.as_str());
+                topics.insert(
+                    topic.clone(),
+                    RetainedValue {
+                        topic,
+                        payload: item.payload.clone(),
+                        ts_ms: item.ts_ms,
+                    },
+                );
+            }
+            metrics::gauge!("switchboard_bridge_retained_topics").set(topics.len() as f64);
+        }
+        view
+    }
+
     pub fn set(&self, topic: &str, payload: Bytes, ts_ms: u64) {
         let mut topics = self.topics.write();
         if payload.is_empty() {

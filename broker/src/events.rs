@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
+use tracing::warn;
 
 /// How many events a slow consumer may fall behind before it misses some (it is
 /// then told how many it lost, by `broadcast`'s `Lagged`).
@@ -60,32 +61,45 @@ pub enum BrokerEvent {
         client_id: String,
         reason: OfflineReason,
     },
-    /// A client published a retained message (an empty payload clears the topic).
-    RetainedChanged {
-        topic: Bytes,
-        payload: Bytes,
-        qos: u8,
-    },
 }
 
-/// The event feed and the table of devices online now.
+/// A retained message the edge accepted (an empty payload clears the topic).
+#[derive(Debug, Clone)]
+pub struct RetainedChange {
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub qos: u8,
+}
+
+/// The event feed, the table of devices online now, and the queue of retained
+/// changes (a bounded queue of its own: durability must not depend on a consumer
+/// keeping up with a broadcast).
 #[derive(Clone)]
 pub struct EventFeed {
     sender: broadcast::Sender<BrokerEvent>,
     online: Arc<Mutex<HashMap<String, DeviceInfo>>>,
-}
-
-impl Default for EventFeed {
-    fn default() -> Self {
-        let (sender, _) = broadcast::channel(EVENT_FEED_CAPACITY);
-        EventFeed {
-            sender,
-            online: Arc::default(),
-        }
-    }
+    retained_tx: mpsc::Sender<RetainedChange>,
+    retained_rx: Arc<Mutex<Option<mpsc::Receiver<RetainedChange>>>>,
 }
 
 impl EventFeed {
+    /// `retained_queue`: retained changes waiting for their consumer at most.
+    pub fn new(retained_queue: usize) -> EventFeed {
+        let (sender, _) = broadcast::channel(EVENT_FEED_CAPACITY);
+        let (retained_tx, retained_rx) = mpsc::channel(retained_queue.max(1));
+        EventFeed {
+            sender,
+            online: Arc::default(),
+            retained_tx,
+            retained_rx: Arc::new(Mutex::new(Some(retained_rx))),
+        }
+    }
+
+    /// The retained changes, for the one consumer that persists them (once).
+    pub fn take_retained_changes(&self) -> Option<mpsc::Receiver<RetainedChange>> {
+        self.retained_rx.lock().take()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
         self.sender.subscribe()
     }
@@ -110,12 +124,21 @@ impl EventFeed {
         });
     }
 
-    pub(crate) fn retained_changed(&self, topic: Bytes, payload: Bytes, qos: u8) {
-        let _ = self.sender.send(BrokerEvent::RetainedChanged {
+    /// Queues a retained change; when the queue is full it is dropped, counted and
+    /// logged (the router still serves it; it is not on disk after a restart).
+    pub fn retained_changed(&self, topic: Bytes, payload: Bytes, qos: u8) {
+        let change = RetainedChange {
             topic,
             payload,
             qos,
-        });
+        };
+        if let Err(mpsc::error::TrySendError::Full(change)) = self.retained_tx.try_send(change) {
+            metrics::counter!("switchboard_store_queue_full_total").increment(1);
+            warn!(
+                topic = %String::from_utf8_lossy(&change.topic),
+                "retained write queue full ([storage] write_queue): this change will not survive a restart"
+            );
+        }
     }
 }
 

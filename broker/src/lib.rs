@@ -24,12 +24,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use switchboard_config::{Config, Listen};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
-pub use events::{BrokerEvent, DeviceInfo, EventFeed, OfflineReason};
+pub use events::{BrokerEvent, DeviceInfo, EventFeed, OfflineReason, RetainedChange};
 pub use listener::{BoundListener, ListenerKind, MQTT_WS_PATH};
 pub use router::{LinkFactory, INTERNAL_ID_PREFIX};
 
@@ -71,7 +73,7 @@ impl Broker {
     /// Spawns the router and the edge's internal link. Call inside the runtime.
     pub fn start(config: Arc<Config>) -> Result<Broker, BrokerError> {
         let links = router::spawn_router(&config);
-        let events = EventFeed::default();
+        let events = EventFeed::new(config.storage.write_queue);
         let internal = InternalPublisher::open(&links, events.clone())
             .map_err(|e| BrokerError::Router(e.to_string()))?;
         let (shutdown, _) = watch::channel(false);
@@ -99,6 +101,19 @@ impl Broker {
     /// Device presence and retained changes seen at the edge.
     pub fn events(&self) -> EventFeed {
         self.edge.events.clone()
+    }
+
+    /// Publishes stored retained messages into the router (before listeners open),
+    /// in chunks the router takes without its memory spiking. Returns how many.
+    pub async fn restore_retained<I>(&self, items: I) -> usize
+    where
+        I: IntoIterator<Item = (Bytes, Bytes)> + Send + 'static,
+        I::IntoIter: Send,
+    {
+        let publisher = self.edge.internal.clone();
+        tokio::task::spawn_blocking(move || publisher.restore_retained(items))
+            .await
+            .unwrap_or(0)
     }
 
     /// Binds every configured MQTT listener, or fails naming the one that could not.

@@ -96,6 +96,43 @@ impl InternalPublisher {
         })
     }
 
+    /// Publishes retained messages through the internal link, waiting for the router
+    /// to take each chunk. Blocking: run on the blocking pool.
+    pub fn restore_retained<I: IntoIterator<Item = (Bytes, Bytes)>>(&self, items: I) -> usize {
+        const CHUNK: usize = 4096;
+        let mut restored = 0;
+        let mut chunk: Vec<Packet> = Vec::with_capacity(CHUNK);
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            chunk.extend(
+                items.by_ref().take(CHUNK).map(|(topic, payload)| {
+                    Packet::Publish(Publish::new(topic, payload, true), None)
+                }),
+            );
+            let Some(last) = chunk.pop() else { break };
+            let count = chunk.len() + 1;
+            let mut link = self.link.lock();
+            link.buffer().extend(chunk.drain(..));
+            if !matches!(link.send(last).now_or_never(), Some(Ok(_))) {
+                warn!("the router stopped taking restored retained messages");
+                break;
+            }
+            restored += count;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !link.buffer().is_empty() {
+                if std::time::Instant::now() > deadline {
+                    warn!(
+                        restored,
+                        "the router took no restored retained messages for 30 s; giving up"
+                    );
+                    return restored;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+        restored
+    }
+
     /// Publishes `will` now. Runs on the blocking pool: the router's channel is
     /// synchronous and may be full.
     pub async fn publish_will(&self, client_id: &str, will: Will) {

@@ -44,6 +44,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub router: RouterConfig,
+    pub storage: StorageConfig,
     pub bridge: BridgeConfig,
     pub history: HistoryConfig,
     /// Configured rooms by name.
@@ -125,6 +126,9 @@ pub const DEFAULT_WSS_LISTEN: &str = "0.0.0.0:8084";
 pub struct HttpConfig {
     /// Browser bridge, metrics and health.
     pub listen: Listen,
+    /// Serve `/admin/retained` (list, get, delete retained messages). Unauthenticated:
+    /// turn on only where the HTTP listener is not reachable by untrusted clients.
+    pub admin: bool,
     /// Origins allowed to open `/ws` (exact `scheme://host:port`); empty = any.
     pub allowed_origins: Vec<String>,
     /// Refuse WebSocket upgrades without an `Origin` header (non-browser clients).
@@ -135,8 +139,29 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: Listen::on("0.0.0.0:8080"),
+            admin: false,
             allowed_origins: Vec::new(),
             require_origin: false,
+        }
+    }
+}
+
+/// Durable state (retained messages) in sled under `[node] data_dir`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// A retained message accepted more than this many ms before a crash is on disk.
+    pub flush_ms: u64,
+    /// Retained changes waiting to be written at most; beyond that they are dropped,
+    /// counted and logged (the router still serves them until restart).
+    pub write_queue: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            flush_ms: 100,
+            write_queue: 65_536,
         }
     }
 }
@@ -429,6 +454,8 @@ impl Config {
                 self.bridge.slow_client_timeout_ms as usize,
             ),
             ("history.max_messages", self.history.max_messages),
+            ("storage.flush_ms", self.storage.flush_ms as usize),
+            ("storage.write_queue", self.storage.write_queue),
         ];
         for (key, value) in positive {
             if value == 0 {

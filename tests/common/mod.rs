@@ -109,7 +109,7 @@ cert = "certs/server.pem"
 key = "certs/server.key"
 
 [log]
-level = "debug"
+level = "debug,sled=info"
 
 {extra_tables}
 

@@ -267,3 +267,53 @@ pub fn publish_parts(frame: &Frame, v5: bool) -> (String, Vec<u8>) {
     }
     (topic, body[at..].to_vec())
 }
+
+/// A 3.1.1 PUBLISH with any QoS and the retain flag, encoded by hand.
+pub fn publish_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    let mut out = vec![0x30 | (qos << 1) | u8::from(retain)];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend(body);
+    out
+}
+
+/// Publishes `count` retained QoS 1 messages on `prefix/<n>` and waits for every PUBACK.
+pub fn publish_retained_acked(addr: SocketAddr, prefix: &str, count: usize) {
+    let mut client = RawClient::connect(addr);
+    client.send(&connect_v4(&format!("retained-{prefix}"), true, 60));
+    assert_eq!(
+        connack_code(&client.expect_kind(2, Duration::from_secs(5))),
+        0
+    );
+    let mut bytes = Vec::new();
+    for n in 0..count {
+        bytes.extend(publish_with(
+            &format!("{prefix}/{n}"),
+            format!("value {n}").as_bytes(),
+            1,
+            (n % 60000 + 1) as u16,
+            true,
+        ));
+    }
+    client.send(&bytes);
+    for _ in 0..count {
+        client.expect_kind(4, Duration::from_secs(10));
+    }
+}

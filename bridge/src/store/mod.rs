@@ -1,0 +1,56 @@
+//! Durable state behind one small trait, so single node and cluster share every line
+//! above it: the embedded sled store now, a Redis one later.
+
+mod sled_store;
+mod writer;
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+pub use sled_store::SledStore;
+pub use writer::{spawn_writer, StoreWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data dir {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("storage: {0}")]
+    Io(String),
+    #[error("storage: corrupt record for topic {topic:?}: {message}")]
+    Corrupt { topic: String, message: String },
+}
+
+/// A retained message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRetained {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub ts_ms: u64,
+}
+
+/// One change to apply: a payload to keep, or `None` to delete the topic.
+#[derive(Debug, Clone)]
+pub struct RetainedWrite {
+    pub topic: String,
+    pub value: Option<StoredRetained>,
+}
+
+/// What `switchboard data check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub retained: usize,
+    pub bytes: u64,
+}
+
+pub trait RetainedStore: Send + Sync + 'static {
+    /// Applies changes in order (not yet durable: see [`RetainedStore::flush`]).
+    fn apply(&self, writes: &[RetainedWrite]) -> Result<(), StoreError>;
+    /// Makes every applied change durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Every stored retained message, sorted by topic.
+    fn load(&self) -> Result<Vec<StoredRetained>, StoreError>;
+    /// Reads every record, checking each decodes.
+    fn check(&self) -> Result<CheckReport, StoreError>;
+}
