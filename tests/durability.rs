@@ -327,17 +327,65 @@ fn a_data_dir_that_is_a_file_or_corrupt_stops_start_up_naming_the_path() {
     );
 }
 
-#[test]
-fn a_full_write_queue_is_counted_and_logged_and_the_server_keeps_going() {
-    let sb = Switchboard::start_with("", "[storage]\nwrite_queue = 1\n");
+fn burst_of_retained(sb: &Switchboard, prefix: &str, count: usize) {
     let mut client = raw::RawClient::connect(sb.tcp_addr());
-    client.send(&raw::connect_v4("burst", true, 60));
+    client.send(&raw::connect_v4(&format!("burst-{prefix}"), true, 60));
     client.expect_kind(2, 5 * SECOND);
     let mut bytes = Vec::new();
-    for n in 0..5000 {
-        bytes.extend(raw::publish_with(&format!("burst/{n}"), b"v", 0, 0, true));
+    for n in 0..count {
+        bytes.extend(raw::publish_with(
+            &format!("{prefix}/{n}"),
+            b"v",
+            1,
+            (n + 1) as u16,
+            true,
+        ));
     }
     client.send(&bytes);
+    for _ in 0..count {
+        client.expect_kind(4, 20 * SECOND);
+    }
+}
+
+#[test]
+fn a_full_write_queue_slows_only_the_publisher_and_loses_nothing() {
+    let mut sb = Switchboard::start_with("", "[storage]\nwrite_queue = 1\n");
+    let watcher = Sub::start(sb.ports.tcp, &["-t", "side/#", "-C", "1", "-W", "10"]);
+    let addr = sb.tcp_addr();
+    let burst = std::thread::spawn({
+        move || {
+            let mut client = raw::RawClient::connect(addr);
+            client.send(&raw::connect_v4("burst-slow", true, 60));
+            client.expect_kind(2, 5 * SECOND);
+            let mut bytes = Vec::new();
+            for n in 0..3000 {
+                bytes.extend(raw::publish_with(
+                    &format!("slow/{n}"),
+                    b"v",
+                    1,
+                    (n + 1) as u16,
+                    true,
+                ));
+            }
+            client.send(&bytes);
+            for _ in 0..3000 {
+                client.expect_kind(4, 20 * SECOND);
+            }
+        }
+    });
+    publish(sb.ports.tcp, &["-t", "side/news", "-m", "unaffected"]);
+    assert_eq!(watcher.lines(), vec!["unaffected".to_string()]);
+    burst.join().expect("burst");
+    assert!(!sb.log().contains("retained write queue full"));
+    assert_eq!(sb.stop(), Some(0));
+    sb.launch();
+    assert_eq!(retained_lines(&sb, "slow/#", 3000).len(), 3000);
+}
+
+#[test]
+fn past_queue_wait_ms_a_change_is_dropped_counted_and_logged_and_the_server_keeps_going() {
+    let sb = Switchboard::start_with("", "[storage]\nwrite_queue = 1\nqueue_wait_ms = 1\n");
+    burst_of_retained(&sb, "drop", 3000);
     assert!(sb.wait_for_log("retained write queue full", 5 * SECOND));
     let (_, metrics) = sb.http_get("/metrics");
     assert!(
@@ -345,7 +393,9 @@ fn a_full_write_queue_is_counted_and_logged_and_the_server_keeps_going() {
         "{metrics}"
     );
     assert_eq!(sb.http_get("/healthz").0, 200);
+    let after = Sub::start(sb.ports.tcp, &["-t", "after/burst", "-C", "1", "-W", "10"]);
     publish(sb.ports.tcp, &["-t", "after/burst", "-m", "fine"]);
+    assert_eq!(after.lines(), vec!["fine".to_string()]);
 }
 
 #[test]

@@ -69,7 +69,9 @@ impl HttpServer {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
             };
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            // Without TCP_NODELAY, small frames wait for the peer's delayed ACK (40 ms).
             if let Err(e) = axum::serve(self.listener, service)
+                .tcp_nodelay(true)
                 .with_graceful_shutdown(stop)
                 .await
             {

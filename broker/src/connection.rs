@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::Codec;
 use crate::connect::{client_id_problem, read_connect, ConnectRequest};
-use crate::events::{now_ms, DeviceInfo, OfflineReason};
+use crate::events::{now_ms, DeviceInfo, OfflineReason, RetainedChange};
 use crate::packet::{
     client_may_send, fixed_header, kind, publish_qos_and_pkid, refusal, Refusal, Version,
 };
@@ -195,6 +195,7 @@ pub async fn serve<I: MqttIo>(
         max_remaining,
         packets_in: counter!("switchboard_mqtt_packets_in_total", "listener" => listener),
         packets_out: counter!("switchboard_mqtt_packets_out_total", "listener" => listener),
+        retained_writes: Vec::new(),
     };
     let connack = connack_packet(&edge, &accepted, session_present);
     if let Err(e) = connection.write_now(connack).await {
@@ -484,6 +485,8 @@ struct Connection<I> {
     max_remaining: usize,
     packets_in: Counter,
     packets_out: Counter,
+    /// Retained changes of the current batch, queued for the store after the router has them.
+    retained_writes: Vec<RetainedChange>,
 }
 
 impl<I: MqttIo> Connection<I> {
@@ -567,6 +570,10 @@ impl<I: MqttIo> Connection<I> {
             if !self.send_to_router(batch) {
                 return Err(End::RouterGone);
             }
+        }
+        let patience = Duration::from_millis(self.edge.config.storage.queue_wait_ms);
+        for change in self.retained_writes.drain(..) {
+            self.edge.events.queue_retained(change, patience).await;
         }
         result?;
         Ok(if self.router_is_behind() {
@@ -661,11 +668,11 @@ impl<I: MqttIo> Connection<I> {
                 // the retain flag: the feed mirrors what it will serve.
                 if publish.retain || publish.payload.is_empty() {
                     let qos = publish_header.map_or(0, |(qos, _)| qos);
-                    self.edge.events.retained_changed(
-                        publish.topic.clone(),
-                        publish.payload.clone(),
+                    self.retained_writes.push(RetainedChange {
+                        topic: publish.topic.clone(),
+                        payload: publish.payload.clone(),
                         qos,
-                    );
+                    });
                 }
                 Ok(Some(Some(Packet::Publish(publish, properties))))
             }

@@ -3,7 +3,9 @@
 //! imports the bridge.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -80,6 +82,7 @@ pub struct EventFeed {
     online: Arc<Mutex<HashMap<String, DeviceInfo>>>,
     retained_tx: mpsc::Sender<RetainedChange>,
     retained_rx: Arc<Mutex<Option<mpsc::Receiver<RetainedChange>>>>,
+    last_full_log: Arc<AtomicU64>,
 }
 
 impl EventFeed {
@@ -92,6 +95,7 @@ impl EventFeed {
             online: Arc::default(),
             retained_tx,
             retained_rx: Arc::new(Mutex::new(Some(retained_rx))),
+            last_full_log: Arc::default(),
         }
     }
 
@@ -124,8 +128,9 @@ impl EventFeed {
         });
     }
 
-    /// Queues a retained change; when the queue is full it is dropped, counted and
-    /// logged (the router still serves it; it is not on disk after a restart).
+    /// Queues a retained change without waiting; when the queue is full it is
+    /// dropped, counted and logged (the router still serves it, but it is not on
+    /// disk after a restart). For rare writers: wills, admin deletes.
     pub fn retained_changed(&self, topic: Bytes, payload: Bytes, qos: u8) {
         let change = RetainedChange {
             topic,
@@ -133,10 +138,35 @@ impl EventFeed {
             qos,
         };
         if let Err(mpsc::error::TrySendError::Full(change)) = self.retained_tx.try_send(change) {
-            metrics::counter!("switchboard_store_queue_full_total").increment(1);
+            self.queue_full(&change);
+        }
+    }
+
+    /// Queues a retained change, waiting up to `patience` for room: a client
+    /// publishing retained messages faster than the disk takes them is slowed down
+    /// (only that client). Past `patience` the change is dropped, counted and logged.
+    pub async fn queue_retained(&self, change: RetainedChange, patience: Duration) {
+        if let Err(mpsc::error::SendTimeoutError::Timeout(change)) =
+            self.retained_tx.send_timeout(change, patience).await
+        {
+            self.queue_full(&change);
+        }
+    }
+
+    fn queue_full(&self, change: &RetainedChange) {
+        metrics::counter!("switchboard_store_queue_full_total").increment(1);
+        // One line per second at most: a full queue under a flood must not flood the log.
+        let now = now_ms();
+        let last = self.last_full_log.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_full_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             warn!(
                 topic = %String::from_utf8_lossy(&change.topic),
-                "retained write queue full ([storage] write_queue): this change will not survive a restart"
+                "retained write queue full ([storage] write_queue): changes are dropped and will not survive a restart (see switchboard_store_queue_full_total)"
             );
         }
     }

@@ -152,9 +152,12 @@ impl Default for HttpConfig {
 pub struct StorageConfig {
     /// A retained message accepted more than this many ms before a crash is on disk.
     pub flush_ms: u64,
-    /// Retained changes waiting to be written at most; beyond that they are dropped,
-    /// counted and logged (the router still serves them until restart).
+    /// Retained changes waiting to be written at most. A client publishing retained
+    /// messages into a full queue waits (only that client is slowed down).
     pub write_queue: usize,
+    /// How long such a client waits for room before its change is dropped, counted
+    /// and logged (the router still serves it, but it does not survive a restart).
+    pub queue_wait_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -162,6 +165,7 @@ impl Default for StorageConfig {
         StorageConfig {
             flush_ms: 100,
             write_queue: 65_536,
+            queue_wait_ms: 5_000,
         }
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::{CheckReport, RetainedStore, RetainedWrite, StoreError, StoredRetained};
 
 const FORMAT: u8 = 1;
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 1 + 1 + 8;
 
 pub struct SledStore {
@@ -29,6 +30,8 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
+            // sled's default page cache is 1 GiB; retained messages are read once at start.
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| {
                 let text = e.to_string();

@@ -115,6 +115,12 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         spread: usize,
     },
+    /// How long a browser's `join` with `since` takes, by the number of missed messages.
+    WsResume {
+        /// Gap sizes (missed messages) to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,9000")]
+        gaps: Vec<usize>,
+    },
     /// Publish K retained messages, or time until a `#` subscriber has all K.
     Retained {
         #[arg(long, default_value_t = 100_000)]
@@ -297,6 +303,10 @@ async fn run(cli: Cli) -> Result<Report, String> {
             drop(ws_held);
             drop(mqtt_held);
             Ok(report)
+        }
+        Scenario::WsResume { gaps } => {
+            let gaps: Vec<usize> = gaps.into_iter().map(|g| g.min(100_000)).collect();
+            ws::resume_cost(cli.mqtt, cli.http, &gaps).await
         }
         Scenario::Retained { count, phase } => match phase {
             RetainedPhase::Publish => mqtt::publish_retained(cli.mqtt, count).await,
