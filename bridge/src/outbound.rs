@@ -30,6 +30,17 @@ pub struct QueueLimits {
     pub stall_timeout: Duration,
 }
 
+impl QueueLimits {
+    pub fn from_config(bridge: &switchboard_config::BridgeConfig) -> QueueLimits {
+        QueueLimits {
+            conflate_after: bridge.conflate_after,
+            close_after: bridge.close_after,
+            max_bytes: bridge.max_queue_bytes.as_usize(),
+            stall_timeout: Duration::from_millis(bridge.slow_client_timeout_ms),
+        }
+    }
+}
+
 /// What the writer sends next.
 #[derive(Debug)]
 pub enum Outgoing {

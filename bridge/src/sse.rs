@@ -60,12 +60,7 @@ pub async fn stream(
             offset: offset.parse().ok(),
         });
 
-    let queue = Arc::new(OutboundQueue::new(QueueLimits {
-        conflate_after: config.bridge.conflate_after,
-        close_after: config.bridge.close_after,
-        max_bytes: config.bridge.max_queue_bytes.as_usize(),
-        stall_timeout: Duration::from_millis(config.bridge.slow_client_timeout_ms),
-    }));
+    let queue = Arc::new(OutboundQueue::new(QueueLimits::from_config(&config.bridge)));
     let member = Arc::new(Member {
         queue: queue.clone(),
         session: Arc::from(uuid::Uuid::new_v4().simple().to_string()),

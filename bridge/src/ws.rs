@@ -40,12 +40,7 @@ pub async fn serve(
     let config = hub.config();
     let conn = hub.next_conn_id();
     let session: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-    let queue = Arc::new(OutboundQueue::new(QueueLimits {
-        conflate_after: config.bridge.conflate_after,
-        close_after: config.bridge.close_after,
-        max_bytes: config.bridge.max_queue_bytes.as_usize(),
-        stall_timeout: Duration::from_millis(config.bridge.slow_client_timeout_ms),
-    }));
+    let queue = Arc::new(OutboundQueue::new(QueueLimits::from_config(&config.bridge)));
     let member = Arc::new(Member {
         queue: queue.clone(),
         session: session.clone(),
