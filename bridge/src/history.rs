@@ -112,7 +112,6 @@ impl MemoryHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::EncodedPayload;
     use bytes::Bytes;
     use std::time::Instant;
 

@@ -308,7 +308,6 @@ fn start_conflating(state: &mut State) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::EncodedPayload;
 
     fn message(topic: &str, offset: u64) -> Arc<Message> {
         Arc::new(Message::new(
