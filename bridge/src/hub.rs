@@ -22,7 +22,6 @@ use crate::protocol::{reply, ErrorCode};
 use crate::retained::RetainedView;
 use crate::room_index::RoomIndex;
 use crate::rooms::{RoomKind, RoomSpec};
-use crate::topic::matches;
 
 pub type ConnId = u64;
 
@@ -231,12 +230,11 @@ impl Hub {
     }
 
     fn devices_joined(&self, spec: &RoomSpec, id: Option<&Value>) -> Value {
-        let filter = &spec.filters[0];
         let mut online: Vec<DeviceInfo> = self
             .devices
             .online_devices()
             .into_iter()
-            .filter(|d| matches(filter, &d.client_id))
+            .filter(|d| spec.matches_client(&d.client_id))
             .collect();
         online.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         let state: Vec<Value> = online.iter().map(device_state).collect();
@@ -347,7 +345,7 @@ impl Hub {
     fn push_device(&self, client_id: &str, frame: impl Fn(&str) -> Value) {
         let rooms = self.rooms.read();
         for (name, room) in &rooms.device_rooms {
-            if matches(&room.spec.filters[0], client_id) {
+            if room.spec.matches_client(client_id) {
                 let bytes = to_bytes(&frame(name));
                 for member in room.members.values() {
                     member.queue.push_frame(bytes.clone());

@@ -36,6 +36,11 @@ pub struct RoomSpec {
 }
 
 impl RoomSpec {
+    /// For `$devices` rooms: whether the client-id filter matches `client_id`.
+    pub fn matches_client(&self, client_id: &str) -> bool {
+        self.kind == RoomKind::Devices && self.filters.iter().any(|f| matches(f, client_id))
+    }
+
     pub fn may_publish(&self, topic: &str) -> bool {
         self.publish.iter().any(|f| matches(f, topic))
     }
