@@ -176,7 +176,7 @@ async fn beyond_the_window_or_after_a_restart_resume_is_not_recovered_and_state_
         .is_some_and(|s| s.iter().any(|i| i["payload"] == "current")));
     drop(back);
 
-    assert_eq!(sb.stop(), Some(0));
+    sb.kill();
     sb.launch();
     let mut after = Browser::connect(sb.ports.http).await;
     let resumed = after
@@ -184,9 +184,49 @@ async fn beyond_the_window_or_after_a_restart_resume_is_not_recovered_and_state_
         .await;
     assert_eq!(
         resumed["recovered"], false,
-        "history does not outlive the process: a new epoch"
+        "a crash loses the history: a new epoch"
     );
     assert_ne!(resumed["epoch"], position["epoch"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_survives_a_graceful_restart_under_the_same_epoch() {
+    let mut sb = Switchboard::start("");
+    let mut browser = Browser::connect(sb.ports.http).await;
+    let joined = browser.join("keep/#").await;
+    let position = json!({"epoch": joined["epoch"], "offset": joined["offset"]});
+    drop(browser);
+    for n in 1..=20 {
+        publish(sb.ports.tcp, &["-t", "keep/h", "-m", &n.to_string()]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sb.stop(), Some(0));
+    sb.launch();
+    publish(sb.ports.tcp, &["-t", "keep/h", "-m", "21"]);
+    let mut back = Browser::connect(sb.ports.http).await;
+    let deadline = Instant::now() + 5 * SECOND;
+    let resumed = loop {
+        let resumed = back
+            .request(json!({"type": "join", "room": "keep/#", "since": position}))
+            .await;
+        if resumed["missed"].as_array().is_some_and(|m| m.len() >= 21) || Instant::now() > deadline
+        {
+            break resumed;
+        }
+        back.request(json!({"type": "leave", "room": "keep/#"}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resumed["epoch"], position["epoch"], "{resumed}");
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    let payloads: Vec<Value> = resumed["missed"]
+        .as_array()
+        .expect("missed")
+        .iter()
+        .map(|m| m["payload"].clone())
+        .collect();
+    let wanted: Vec<Value> = (1..=21).map(|n| json!(n)).collect();
+    assert_eq!(payloads, wanted, "before and after the restart, in order");
 }
 
 /// Reads SSE events (event name, id, data) until `count` or `within` passes.

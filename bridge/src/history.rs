@@ -47,6 +47,67 @@ impl MemoryHistory {
         }
     }
 
+    /// A log that continues a saved one: same offsets, entries older than `max_age`
+    /// (relative to `now_ms`) left out.
+    pub fn restore(&mut self, saved: &crate::store::SavedHistory, now_ms: u64) {
+        let max_age_ms = self.max_age.as_millis() as u64;
+        self.entries.clear();
+        self.next_offset = saved.next_offset.max(1);
+        let mut records: Vec<&crate::store::HistoryRecord> = saved
+            .records
+            .iter()
+            .filter(|r| r.offset < self.next_offset && now_ms.saturating_sub(r.ts_ms) <= max_age_ms)
+            .collect();
+        records.sort_by_key(|r| r.offset);
+        if records.len() > self.max_messages {
+            records.drain(..records.len() - self.max_messages);
+        }
+        // Only a gap-free run ending at the head can be resumed from.
+        let mut expected = self.next_offset;
+        let mut run = Vec::new();
+        for record in records.iter().rev() {
+            if record.offset + 1 != expected {
+                break;
+            }
+            expected = record.offset;
+            run.push(*record);
+        }
+        run.reverse();
+        self.first_offset = run.first().map_or(self.next_offset, |r| r.offset);
+        for record in run {
+            let message = Message::new(
+                record.offset,
+                std::sync::Arc::from(record.topic.as_str()),
+                record.payload.clone(),
+                record.ts_ms,
+                false,
+                std::time::Instant::now(),
+            );
+            self.entries.push_back(Entry {
+                message: Arc::new(message),
+                kept: record.kept,
+            });
+        }
+    }
+
+    /// The log as records, for saving at shutdown.
+    pub fn snapshot(&self) -> Vec<crate::store::HistoryRecord> {
+        self.entries
+            .iter()
+            .map(|e| crate::store::HistoryRecord {
+                offset: e.message.offset,
+                topic: e.message.topic.to_string(),
+                payload: if e.kept {
+                    e.message.payload.clone()
+                } else {
+                    bytes::Bytes::new()
+                },
+                ts_ms: e.message.ts_ms,
+                kept: e.kept,
+            })
+            .collect()
+    }
+
     /// The offset the next message will get.
     pub fn next_offset(&self) -> u64 {
         self.next_offset
@@ -169,6 +230,40 @@ mod tests {
             Some(vec![1])
         );
         assert_eq!(offsets(history.since(0, &["#".to_string()], 100)), None);
+    }
+
+    #[test]
+    fn a_restored_log_continues_its_offsets_and_resumes() {
+        let mut history = MemoryHistory::new(100, Duration::from_secs(60), vec!["#".into()]);
+        for _ in 0..5 {
+            push(&mut history, "a", 1_000);
+        }
+        let saved = crate::store::SavedHistory {
+            epoch: "e".into(),
+            next_offset: history.next_offset(),
+            records: history.snapshot(),
+        };
+        let mut restored = MemoryHistory::new(100, Duration::from_secs(60), vec!["#".into()]);
+        restored.restore(&saved, 2_000);
+        assert_eq!(restored.next_offset(), 6);
+        assert_eq!(
+            offsets(restored.since(2, &["#".to_string()], 100)),
+            Some(vec![3, 4, 5])
+        );
+
+        let mut gappy = saved.clone();
+        gappy.records.retain(|r| r.offset != 2);
+        let mut restored = MemoryHistory::new(100, Duration::from_secs(60), vec!["#".into()]);
+        restored.restore(&gappy, 2_000);
+        assert_eq!(
+            offsets(restored.since(1, &["#".to_string()], 100)),
+            None,
+            "offset 2 is gone"
+        );
+        assert_eq!(
+            offsets(restored.since(2, &["#".to_string()], 100)),
+            Some(vec![3, 4, 5])
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::protocol::{reply, ErrorCode};
 use crate::retained::RetainedView;
 use crate::room_index::RoomIndex;
 use crate::rooms::{RoomKind, RoomSpec};
+use crate::store::SavedHistory;
 
 pub type ConnId = u64;
 
@@ -87,19 +88,32 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// `retained`: the view, already loaded from the store.
-    pub fn new(config: Arc<Config>, devices: EventFeed, retained: Arc<RetainedView>) -> Hub {
-        let history = MemoryHistory::new(
+    /// `retained`: the view, already loaded from the store; `saved`: the history log
+    /// of the last graceful shutdown, continued under its epoch (else a new epoch).
+    pub fn new(
+        config: Arc<Config>,
+        devices: EventFeed,
+        retained: Arc<RetainedView>,
+        saved: Option<SavedHistory>,
+    ) -> Hub {
+        let mut history = MemoryHistory::new(
             config.history.max_messages,
             Duration::from_secs(config.history.max_age_secs),
             config.history.topics.clone(),
         );
+        let epoch = match &saved {
+            Some(saved) => {
+                history.restore(saved, switchboard_broker::events::now_ms());
+                saved.epoch.clone()
+            }
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         Hub {
             config,
             rooms: RwLock::default(),
             history: Mutex::new(history),
             retained,
-            epoch: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            epoch: Arc::from(epoch),
             devices,
             next_conn: AtomicU64::new(1),
         }
@@ -107,6 +121,16 @@ impl Hub {
 
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// The history log, for saving at shutdown.
+    pub fn saved_history(&self) -> SavedHistory {
+        let history = self.history.lock();
+        SavedHistory {
+            epoch: self.epoch.to_string(),
+            next_offset: history.next_offset(),
+            records: history.snapshot(),
+        }
     }
 
     pub fn config(&self) -> &Config {

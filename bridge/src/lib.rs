@@ -57,6 +57,7 @@ pub struct BridgeState {
 
 pub struct Bridge {
     state: BridgeState,
+    store: Arc<dyn RetainedStore>,
     writer: Option<StoreWriter>,
     /// Tells the writer to drain and flush; sent by [`Bridge::finish`], after the MQTT
     /// connections (which may still publish retained messages) have ended.
@@ -76,13 +77,21 @@ impl Bridge {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Bridge, BridgeError> {
         let view = Arc::new(RetainedView::loaded(stored));
-        let hub = Arc::new(Hub::new(config.clone(), events.clone(), view.clone()));
+        let saved = store
+            .take_history()
+            .map_err(|e| BridgeError::Link(e.to_string()))?;
+        let hub = Arc::new(Hub::new(
+            config.clone(),
+            events.clone(),
+            view.clone(),
+            saved,
+        ));
         let publisher =
             pump::start(hub.clone(), links, events.clone()).map_err(BridgeError::Link)?;
         let (stop_writer, writer_stop) = watch::channel(false);
         let writer = events.take_retained_changes().map(|changes| {
             let flush_every = std::time::Duration::from_millis(config.storage.flush_ms);
-            spawn_writer(store, view, changes, flush_every, writer_stop)
+            spawn_writer(store.clone(), view, changes, flush_every, writer_stop)
         });
         Ok(Bridge {
             state: BridgeState {
@@ -92,16 +101,26 @@ impl Bridge {
                 connections: Arc::new(Semaphore::new(config.bridge.max_connections)),
                 shutdown,
             },
+            store,
             writer,
             stop_writer,
         })
     }
 
-    /// Waits until every retained change accepted before shutdown is on disk.
+    /// Waits until every retained change accepted before shutdown is on disk, then
+    /// saves the history log so the next start continues its epoch.
     pub async fn finish(self) {
         let _ = self.stop_writer.send(true);
         if let Some(writer) = self.writer {
             writer.finished().await;
+        }
+        let saved = self.state.hub.saved_history();
+        let count = saved.records.len();
+        let store = self.store;
+        match tokio::task::spawn_blocking(move || store.save_history(&saved)).await {
+            Ok(Ok(())) => tracing::info!(messages = count, "history saved"),
+            Ok(Err(e)) => tracing::error!("could not save the history: {e}"),
+            Err(e) => tracing::error!("history save failed: {e}"),
         }
     }
 

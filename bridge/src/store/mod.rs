@@ -37,6 +37,25 @@ pub struct RetainedWrite {
     pub value: Option<StoredRetained>,
 }
 
+/// One message of the history log, as saved at a graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub offset: u64,
+    pub topic: String,
+    pub payload: Bytes,
+    pub ts_ms: u64,
+    /// False for a message outside `[history] topics` (its place, not its content).
+    pub kept: bool,
+}
+
+/// The history log saved at a graceful shutdown: it continues under the same epoch.
+#[derive(Debug, Clone, Default)]
+pub struct SavedHistory {
+    pub epoch: String,
+    pub next_offset: u64,
+    pub records: Vec<HistoryRecord>,
+}
+
 /// What `switchboard data check` found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
@@ -53,4 +72,9 @@ pub trait RetainedStore: Send + Sync + 'static {
     fn load(&self) -> Result<Vec<StoredRetained>, StoreError>;
     /// Reads every record, checking each decodes.
     fn check(&self) -> Result<CheckReport, StoreError>;
+    /// Saves the history log (graceful shutdown), replacing any saved before.
+    fn save_history(&self, history: &SavedHistory) -> Result<(), StoreError>;
+    /// Takes the saved history, removing it durably: after a crash the next start
+    /// finds none and begins a new epoch.
+    fn take_history(&self) -> Result<Option<SavedHistory>, StoreError>;
 }

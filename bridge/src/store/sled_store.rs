@@ -5,7 +5,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use super::{CheckReport, RetainedStore, RetainedWrite, StoreError, StoredRetained};
+use super::{
+    CheckReport, HistoryRecord, RetainedStore, RetainedWrite, SavedHistory, StoreError,
+    StoredRetained,
+};
 
 const FORMAT: u8 = 1;
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -14,7 +17,12 @@ const HEADER: usize = 1 + 1 + 8;
 pub struct SledStore {
     db: sled::Db,
     retained: sled::Tree,
+    history: sled::Tree,
 }
+
+/// Key of the saved history's header in the `history` tree (records are keyed by
+/// their 8-byte offset, so a shorter key cannot collide).
+const HISTORY_HEADER: &[u8] = b"header";
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Errors name the folder.
@@ -44,7 +52,14 @@ impl SledStore {
         let retained = db
             .open_tree("retained")
             .map_err(|e| open_error(format!("cannot open the retained tree: {e}")))?;
-        Ok(SledStore { db, retained })
+        let history = db
+            .open_tree("history")
+            .map_err(|e| open_error(format!("cannot open the history tree: {e}")))?;
+        Ok(SledStore {
+            db,
+            retained,
+            history,
+        })
     }
 }
 
@@ -82,6 +97,42 @@ fn decode(key: &[u8], value: &[u8]) -> Result<StoredRetained, StoreError> {
     })
 }
 
+fn encode_history(record: &HistoryRecord) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(12 + record.topic.len() + record.payload.len());
+    bytes.push(FORMAT);
+    bytes.push(u8::from(record.kept));
+    bytes.extend_from_slice(&record.ts_ms.to_be_bytes());
+    bytes.extend_from_slice(&(record.topic.len() as u16).to_be_bytes());
+    bytes.extend_from_slice(record.topic.as_bytes());
+    bytes.extend_from_slice(&record.payload);
+    bytes
+}
+
+fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryRecord, StoreError> {
+    let corrupt = |message: &str| StoreError::Corrupt {
+        topic: format!("<history {key:?}>"),
+        message: message.into(),
+    };
+    let offset = u64::from_be_bytes(key.try_into().map_err(|_| corrupt("bad history key"))?);
+    if value.len() < 12 || value[0] != FORMAT {
+        return Err(corrupt("bad history record"));
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&value[2..10]);
+    let topic_len = usize::from(u16::from_be_bytes([value[10], value[11]]));
+    let topic = value
+        .get(12..12 + topic_len)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .ok_or_else(|| corrupt("bad history topic"))?;
+    Ok(HistoryRecord {
+        offset,
+        topic: topic.to_string(),
+        payload: Bytes::copy_from_slice(&value[12 + topic_len..]),
+        ts_ms: u64::from_be_bytes(ts),
+        kept: value[1] == 1,
+    })
+}
+
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -110,6 +161,42 @@ impl RetainedStore for SledStore {
                 decode(&key, &value)
             })
             .collect()
+    }
+
+    fn save_history(&self, history: &SavedHistory) -> Result<(), StoreError> {
+        self.history.clear().map_err(io)?;
+        let mut batch = sled::Batch::default();
+        for record in &history.records {
+            batch.insert(&record.offset.to_be_bytes(), encode_history(record));
+        }
+        let mut header = history.next_offset.to_be_bytes().to_vec();
+        header.extend_from_slice(history.epoch.as_bytes());
+        batch.insert(HISTORY_HEADER, header);
+        self.history.apply_batch(batch).map_err(io)?;
+        self.flush()
+    }
+
+    fn take_history(&self) -> Result<Option<SavedHistory>, StoreError> {
+        let Some(header) = self.history.get(HISTORY_HEADER).map_err(io)? else {
+            self.history.clear().map_err(io)?;
+            return Ok(None);
+        };
+        let mut saved = SavedHistory::default();
+        if header.len() > 8 {
+            let mut next = [0u8; 8];
+            next.copy_from_slice(&header[..8]);
+            saved.next_offset = u64::from_be_bytes(next);
+            saved.epoch = String::from_utf8_lossy(&header[8..]).into_owned();
+        }
+        for entry in self.history.iter() {
+            let (key, value) = entry.map_err(io)?;
+            if &*key != HISTORY_HEADER {
+                saved.records.push(decode_history(&key, &value)?);
+            }
+        }
+        self.history.clear().map_err(io)?;
+        self.flush()?;
+        Ok((!saved.epoch.is_empty()).then_some(saved))
     }
 
     fn check(&self) -> Result<CheckReport, StoreError> {
@@ -161,6 +248,23 @@ mod tests {
         assert_eq!(&loaded[0].payload[..], b"two");
         assert_eq!((loaded[0].qos, loaded[0].ts_ms), (1, 42));
         assert_eq!(store.check().unwrap().retained, 1);
+
+        let history = SavedHistory {
+            epoch: "epoch-1".into(),
+            next_offset: 8,
+            records: vec![HistoryRecord {
+                offset: 7,
+                topic: "h/1".into(),
+                payload: Bytes::from_static(b"x"),
+                ts_ms: 5,
+                kept: true,
+            }],
+        };
+        store.save_history(&history).unwrap();
+        let taken = store.take_history().unwrap().expect("saved history");
+        assert_eq!((taken.epoch.as_str(), taken.next_offset), ("epoch-1", 8));
+        assert_eq!(taken.records, history.records);
+        assert!(store.take_history().unwrap().is_none(), "taken once");
         drop(store);
         std::fs::remove_dir_all(&dir).ok();
     }
