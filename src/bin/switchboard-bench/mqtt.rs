@@ -220,13 +220,12 @@ pub async fn latency(args: Latency) -> Result<Report, String> {
     stop.store(true, Ordering::Relaxed);
     let _ = reader.await;
     let mut samples = std::mem::take(&mut *samples.lock());
-    let mut report = Report::new("mqtt-latency");
-    report
-        .set("rate_per_s", args.rate)
-        .set("sent", sent)
-        .set("received", samples.0.len() as u64)
-        .latencies("latency", &mut samples);
-    Ok(report)
+    Ok(Report::latency(
+        "mqtt-latency",
+        args.rate,
+        sent,
+        &mut samples,
+    ))
 }
 
 /// Sends at `rate` per second for `duration`, in 1 ms ticks; returns how many.

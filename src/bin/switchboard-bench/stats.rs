@@ -53,6 +53,17 @@ impl Report {
         self.set(&format!("{prefix}_samples"), samples.0.len() as u64)
     }
 
+    /// The report of a fixed-rate latency scenario.
+    pub fn latency(scenario: &str, rate: u64, sent: u64, samples: &mut Samples) -> Report {
+        let mut report = Report::new(scenario);
+        report
+            .set("rate_per_s", rate)
+            .set("sent", sent)
+            .set("received", samples.0.len() as u64)
+            .latencies("latency", samples);
+        report
+    }
+
     pub fn print(&self) {
         println!("== {}", self.scenario);
         for (key, value) in &self.fields {

@@ -281,13 +281,7 @@ pub async fn latency(args: WsLatency) -> Result<Report, String> {
     stop.store(true, Ordering::Relaxed);
     let _ = reader.await;
     let mut samples = std::mem::take(&mut *samples.lock());
-    let mut report = Report::new("ws-latency");
-    report
-        .set("rate_per_s", args.rate)
-        .set("sent", sent)
-        .set("received", samples.0.len() as u64)
-        .latencies("latency", &mut samples);
-    Ok(report)
+    Ok(Report::latency("ws-latency", args.rate, sent, &mut samples))
 }
 
 /// Opens `count` joined, idle browser clients; hold the result to keep them open.
