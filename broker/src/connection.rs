@@ -401,7 +401,9 @@ fn publish_will(edge: &Arc<Edge>, client_id: &str, will: Will, taken_over: bool)
     }
     let publisher = edge.internal.clone();
     let id = client_id.to_string();
-    if will.delay.is_zero() {
+    // Delayed wills wait in memory: at most one per connection slot, else they go now.
+    let room_to_wait = edge.sessions.delayed_will_count() < edge.config.mqtt.max_connections;
+    if will.delay.is_zero() || !room_to_wait {
         tokio::spawn(async move { publisher.publish_will(&id, will).await });
     } else {
         let delay = will.delay;

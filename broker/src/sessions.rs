@@ -70,6 +70,11 @@ impl Sessions {
         (claim, took_over)
     }
 
+    /// Wills waiting for their delay now.
+    pub fn delayed_will_count(&self) -> usize {
+        self.delayed_wills.lock().len()
+    }
+
     /// Runs `publish` after `delay` unless `client_id` connects again first.
     pub fn schedule_will<F>(self: &Arc<Self>, client_id: &str, delay: Duration, publish: F)
     where
