@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use switchboard_bridge::store::{RetainedStore, SledStore};
+use switchboard_bridge::store::{RetainedStore, RetainedWrite, SledStore};
 use switchboard_bridge::{Bridge, HttpServer, HttpState};
 use switchboard_broker::Broker;
 use switchboard_config::Config;
@@ -53,12 +53,29 @@ async fn serve(config: Config) -> Result<(), String> {
     }
 
     let store = SledStore::open(&config.node.data_dir).map_err(|e| e.to_string())?;
-    let stored = store.load().map_err(|e| {
+    let now = switchboard_broker::events::now_ms();
+    let mut stored = store.load().map_err(|e| {
         format!(
             "{e} (in {}; `switchboard data check` reports what is wrong)",
             config.node.data_dir.display()
         )
     })?;
+    let expired: Vec<RetainedWrite> = stored
+        .iter()
+        .filter(|r| r.expired(now))
+        .map(|r| RetainedWrite {
+            topic: r.topic.clone(),
+            value: None,
+        })
+        .collect();
+    if !expired.is_empty() {
+        stored.retain(|r| !r.expired(now));
+        store.apply(&expired).map_err(|e| e.to_string())?;
+        info!(
+            expired = expired.len(),
+            "stored retained messages past their message expiry were deleted, not restored"
+        );
+    }
     let store: Arc<dyn RetainedStore> = Arc::new(store);
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -459,3 +459,43 @@ fn offline_admin_lists_gets_deletes_and_checks() {
         vec!["1|adm/b|beta".to_string()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_retained_publish_is_durable_and_an_expired_one_is_not_restored() {
+    let mut sb = Switchboard::start_with("", "[bridge]\nbrowser_publish = [\"ui/#\"]\n");
+    let mut browser = Browser::connect(sb.ports.http).await;
+    let ack = browser
+        .request(json!({"type": "publish", "topic": "ui/theme", "payload": "dark", "encoding": "text", "retain": true}))
+        .await;
+    assert_eq!(ack["type"], "ack");
+    drop(browser);
+    publish(
+        sb.ports.tcp,
+        &[
+            "-V",
+            "mqttv5",
+            "-r",
+            "-q",
+            "1",
+            "-t",
+            "ui/flash",
+            "-m",
+            "soon gone",
+            "-D",
+            "publish",
+            "message-expiry-interval",
+            "1",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sb.stop(), Some(0));
+    sb.launch();
+    assert_eq!(
+        retained_lines(&sb, "ui/#", 1),
+        vec!["1|ui/theme|dark".to_string()]
+    );
+    assert!(
+        sb.wait_for_log("expired=1", 5 * SECOND),
+        "the expired message was dropped at start"
+    );
+}

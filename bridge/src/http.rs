@@ -176,6 +176,7 @@ async fn admin_delete(
             bytes::Bytes::copy_from_slice(item.topic.as_bytes()),
             bytes::Bytes::new(),
             0,
+            None,
         );
     }
     info!(count = items.len(), "admin: deleted retained messages");

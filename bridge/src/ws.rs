@@ -394,11 +394,16 @@ impl Connection {
                 &format!("publishing to {topic:?} is not allowed"),
             );
         }
-        if retain {
-            self.state.hub.retained.set(
-                topic,
+        if retain || payload.is_empty() {
+            // Through the same queue as MQTT clients' retained messages, so the view
+            // and the store stay in step (the router clears a topic on an empty
+            // payload even without the retain flag).
+            let qos = request.get("qos").and_then(Value::as_u64).unwrap_or(0) as u8;
+            self.state.events.retained_changed(
+                Bytes::copy_from_slice(topic.as_bytes()),
                 payload.clone(),
-                switchboard_broker::events::now_ms(),
+                qos,
+                None,
             );
         }
         if !self.state.publisher.publish(topic, payload, retain) {

@@ -674,6 +674,7 @@ impl<I: MqttIo> Connection<I> {
                         topic: publish.topic.clone(),
                         payload: publish.payload.clone(),
                         qos,
+                        expiry_secs: properties.as_ref().and_then(|p| p.message_expiry_interval),
                     });
                 }
                 Ok(Some(Some(Packet::Publish(publish, properties))))

@@ -71,6 +71,8 @@ pub struct RetainedChange {
     pub topic: Bytes,
     pub payload: Bytes,
     pub qos: u8,
+    /// MQTT 5 Message Expiry Interval, in seconds from now.
+    pub expiry_secs: Option<u32>,
 }
 
 /// The event feed, the table of devices online now, and the queue of retained
@@ -131,11 +133,18 @@ impl EventFeed {
     /// Queues a retained change without waiting; when the queue is full it is
     /// dropped, counted and logged (the router still serves it, but it is not on
     /// disk after a restart). For rare writers: wills, admin deletes.
-    pub fn retained_changed(&self, topic: Bytes, payload: Bytes, qos: u8) {
+    pub fn retained_changed(
+        &self,
+        topic: Bytes,
+        payload: Bytes,
+        qos: u8,
+        expiry_secs: Option<u32>,
+    ) {
         let change = RetainedChange {
             topic,
             payload,
             qos,
+            expiry_secs,
         };
         if let Err(mpsc::error::TrySendError::Full(change)) = self.retained_tx.try_send(change) {
             self.queue_full(&change);

@@ -137,8 +137,14 @@ impl InternalPublisher {
     /// synchronous and may be full.
     pub async fn publish_will(&self, client_id: &str, will: Will) {
         if will.retain {
-            self.events
-                .retained_changed(will.topic.clone(), will.payload.clone(), will.qos);
+            self.events.retained_changed(
+                will.topic.clone(),
+                will.payload.clone(),
+                will.qos,
+                will.properties
+                    .as_ref()
+                    .and_then(|p| p.message_expiry_interval),
+            );
         }
         let publish = Publish::new(will.topic, will.payload, will.retain);
         let packet = Packet::Publish(publish, will.properties);

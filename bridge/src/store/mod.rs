@@ -28,6 +28,15 @@ pub struct StoredRetained {
     pub payload: Bytes,
     pub qos: u8,
     pub ts_ms: u64,
+    /// When it expires (MQTT 5 Message Expiry), ms since the Unix epoch; an expired
+    /// message is not restored.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl StoredRetained {
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// One change to apply: a payload to keep, or `None` to delete the topic.

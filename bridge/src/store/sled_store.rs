@@ -12,7 +12,7 @@ use super::{
 
 const FORMAT: u8 = 1;
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
-const HEADER: usize = 1 + 1 + 8;
+const HEADER: usize = 1 + 1 + 8 + 8;
 
 pub struct SledStore {
     db: sled::Db,
@@ -68,6 +68,7 @@ fn encode(value: &StoredRetained) -> Vec<u8> {
     bytes.push(FORMAT);
     bytes.push(value.qos);
     bytes.extend_from_slice(&value.ts_ms.to_be_bytes());
+    bytes.extend_from_slice(&value.expires_at_ms.unwrap_or(0).to_be_bytes());
     bytes.extend_from_slice(&value.payload);
     bytes
 }
@@ -88,10 +89,14 @@ fn decode(key: &[u8], value: &[u8]) -> Result<StoredRetained, StoreError> {
         return Err(corrupt(&format!("unknown record format {}", value[0])));
     }
     let mut ts = [0u8; 8];
-    ts.copy_from_slice(&value[2..HEADER]);
+    ts.copy_from_slice(&value[2..10]);
+    let mut expires = [0u8; 8];
+    expires.copy_from_slice(&value[10..HEADER]);
+    let expires_at_ms = u64::from_be_bytes(expires);
     Ok(StoredRetained {
         qos: value[1],
         ts_ms: u64::from_be_bytes(ts),
+        expires_at_ms: (expires_at_ms != 0).then_some(expires_at_ms),
         payload: Bytes::copy_from_slice(&value[HEADER..]),
         topic,
     })
@@ -226,6 +231,7 @@ mod tests {
                 payload: Bytes::from_static(payload),
                 qos: 1,
                 ts_ms: 42,
+                expires_at_ms: None,
             }),
         };
         {

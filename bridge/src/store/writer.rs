@@ -103,6 +103,7 @@ fn write(store: &dyn RetainedStore, view: &RetainedView, batch: &mut Vec<Retaine
                 payload: change.payload,
                 qos: change.qos,
                 ts_ms,
+                expires_at_ms: change.expiry_secs.map(|s| ts_ms + u64::from(s) * 1000),
             });
             Some(RetainedWrite { topic, value })
         })
