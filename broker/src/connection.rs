@@ -149,45 +149,51 @@ pub async fn serve<I: MqttIo>(
     };
 
     let (mut claim, took_over) = edge.sessions.claim(&accepted.client_id).await;
-    let link = edge
-        .links
-        .open(accepted.client_id.clone(), accepted.router_clean_session)
-        .await;
-    let (link_tx, link_rx, connack) = match link {
-        Ok(parts) => parts,
-        Err(e) => {
-            let detail = format!("router refused the link: {e}");
-            refuse(
-                &mut io,
-                &codec,
-                peer,
-                listener,
-                Refusal::ServerBusy,
-                &detail,
-            )
-            .await;
-            return;
+    // A clean session has nothing in the router yet: its link (rumqttd reserves
+    // ~12 KiB per link) is opened when the client first needs the router.
+    let mut link = None;
+    let mut session_present = false;
+    if !accepted.router_clean_session {
+        match edge.links.open(accepted.client_id.clone(), false).await {
+            Ok((link_tx, link_rx, connack)) => {
+                session_present = matches!(
+                    Option::<Packet>::from(connack),
+                    Some(Packet::ConnAck(
+                        ConnAck {
+                            session_present: true,
+                            ..
+                        },
+                        _
+                    ))
+                ) && !accepted.clean_start;
+                link = Some(RouterLink {
+                    tx: link_tx,
+                    rx: link_rx,
+                });
+            }
+            Err(e) => {
+                let detail = format!("router refused the link: {e}");
+                refuse(
+                    &mut io,
+                    &codec,
+                    peer,
+                    listener,
+                    Refusal::ServerBusy,
+                    &detail,
+                )
+                .await;
+                return;
+            }
         }
-    };
-    let session_present = matches!(
-        Option::<Packet>::from(connack),
-        Some(Packet::ConnAck(
-            ConnAck {
-                session_present: true,
-                ..
-            },
-            _
-        ))
-    ) && !accepted.clean_start;
+    }
 
     let mut connection = Connection {
         io,
         codec,
         edge: edge.clone(),
         client_id: accepted.client_id.clone(),
-        link_tx,
-        link_rx,
-        out: BytesMut::with_capacity(4096),
+        link,
+        out: BytesMut::new(),
         aliases: HashMap::new(),
         self_completed_qos2: HashSet::new(),
         client_max_packet: accepted.client_max_packet,
@@ -475,8 +481,8 @@ struct Connection<I> {
     codec: Codec,
     edge: Arc<Edge>,
     client_id: String,
-    link_tx: LinkTx,
-    link_rx: LinkRx,
+    /// The router link; `None` until a clean-session client first needs the router.
+    link: Option<RouterLink>,
     out: BytesMut,
     /// v5 topic aliases the client set up (bounded by our Topic Alias Maximum).
     aliases: HashMap<u16, Bytes>,
@@ -530,7 +536,7 @@ impl<I: MqttIo> Connection<I> {
                 _ = tokio::time::sleep(BACKPRESSURE_POLL), if paused => {
                     paused = self.router_is_behind();
                 }
-                notification = self.link_rx.next() => match notification {
+                notification = next_notification(&mut self.link) => match notification {
                     Ok(first) => {
                         if let Err(end) = self.deliver(first).await {
                             return end;
@@ -544,7 +550,9 @@ impl<I: MqttIo> Connection<I> {
     }
 
     fn router_is_behind(&self) -> bool {
-        self.link_tx.buffer().len() > INCOMING_HIGH_WATER
+        self.link
+            .as_ref()
+            .is_some_and(|link| link.tx.buffer().len() > INCOMING_HIGH_WATER)
             || self.edge.links.router_backlog() > ROUTER_HIGH_WATER
     }
 
@@ -569,7 +577,7 @@ impl<I: MqttIo> Connection<I> {
         }
         if !batch.is_empty() {
             self.packets_in.increment(batch.len() as u64);
-            if !self.send_to_router(batch) {
+            if !self.ensure_link().await || !self.send_to_router(batch) {
                 return Err(End::RouterGone);
             }
         }
@@ -711,8 +719,11 @@ impl<I: MqttIo> Connection<I> {
     /// straight into the link's buffer, the last through `send`, which notifies.
     fn send_to_router(&mut self, mut batch: Vec<Packet>) -> bool {
         let Some(last) = batch.pop() else { return true };
+        let Some(link) = self.link.as_mut() else {
+            return false;
+        };
         {
-            let mut buffer = self.link_tx.buffer();
+            let mut buffer = link.tx.buffer();
             let router_already_notified = !buffer.is_empty();
             buffer.extend(batch);
             if router_already_notified {
@@ -721,12 +732,29 @@ impl<I: MqttIo> Connection<I> {
             }
         }
         let congested = self.edge.links.router_backlog() > ROUTER_HIGH_WATER;
-        let link_tx = &mut self.link_tx;
+        let link_tx = &mut link.tx;
         let send = || matches!(link_tx.send(last).now_or_never(), Some(Ok(_)));
         if congested && can_block_in_place() {
             tokio::task::block_in_place(send)
         } else {
             send()
+        }
+    }
+
+    /// Opens the router link of a clean-session client on first need.
+    async fn ensure_link(&mut self) -> bool {
+        if self.link.is_some() {
+            return true;
+        }
+        match self.edge.links.open(self.client_id.clone(), true).await {
+            Ok((tx, rx, _connack)) => {
+                self.link = Some(RouterLink { tx, rx });
+                true
+            }
+            Err(e) => {
+                warn!(client_id = %self.client_id, "router refused the link: {e}");
+                false
+            }
         }
     }
 
@@ -765,7 +793,10 @@ impl<I: MqttIo> Connection<I> {
             if self.out.len() >= WRITE_BATCH {
                 break;
             }
-            match self.link_rx.recv_deadline(std::time::Instant::now()) {
+            let Some(link) = self.link.as_mut() else {
+                break;
+            };
+            match link.rx.recv_deadline(std::time::Instant::now()) {
                 Ok(Some(more)) => next = Some(more),
                 _ => break,
             }
@@ -774,7 +805,11 @@ impl<I: MqttIo> Connection<I> {
             return Err(End::RouterGone);
         }
         self.flush().await.map_err(|e| End::Io(e.to_string()))?;
-        if unscheduled && self.link_rx.wake().await.is_err() {
+        let woke = match (&self.link, unscheduled) {
+            (Some(link), true) => link.rx.wake().await.is_ok(),
+            _ => true,
+        };
+        if !woke {
             return Err(End::RouterGone);
         }
         Ok(())
@@ -866,6 +901,9 @@ impl<I: MqttIo> Connection<I> {
 
     /// Removes our link from the router (keeping a persistent session's state).
     async fn leave_router(&mut self) {
+        if self.link.is_none() {
+            return;
+        }
         let disconnect = Packet::Disconnect(
             Disconnect {
                 reason_code: DisconnectReasonCode::NormalDisconnection,
@@ -875,6 +913,19 @@ impl<I: MqttIo> Connection<I> {
         if !self.send_to_router(vec![disconnect]) {
             debug!(client_id = %self.client_id, "router link already gone");
         }
+    }
+}
+
+struct RouterLink {
+    tx: LinkTx,
+    rx: LinkRx,
+}
+
+/// The next notification from the router, or never while there is no link.
+async fn next_notification(link: &mut Option<RouterLink>) -> Result<Option<Notification>, ()> {
+    match link {
+        Some(link) => link.rx.next().await.map_err(|_| ()),
+        None => std::future::pending().await,
     }
 }
 
