@@ -89,7 +89,7 @@ pub async fn serve<I: MqttIo>(
 ) {
     let config = &edge.config.mqtt;
     let max_remaining = config.max_payload.as_usize() + PACKET_OVERHEAD;
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(1024);
 
     let read = timeout_at(
         handshake_deadline,

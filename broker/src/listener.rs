@@ -131,30 +131,39 @@ async fn handle(
     let deadline = Instant::now() + Duration::from_secs(config.connect_timeout_secs);
     let max_ws_message = config.max_payload.as_usize() + 128 * 1024;
     let label = kind.label();
+    // Each transport's work is boxed on its own, so that a connection's task holds
+    // only what its transport needs (an idle TCP client would otherwise carry room
+    // for a TLS handshake and a WebSocket upgrade).
     match (kind, tls) {
         (ListenerKind::Tcp, _) => {
             run(ByteStream(stream), ctx, peer, label, admitted, deadline).await;
         }
         (ListenerKind::Ws, _) => {
-            if let Some(ws) = websocket(stream, peer, label, deadline, max_ws_message).await {
-                run(ws, ctx, peer, label, admitted, deadline).await;
-            }
+            Box::pin(async {
+                if let Some(ws) = websocket(stream, peer, label, deadline, max_ws_message).await {
+                    run(ws, ctx, peer, label, admitted, deadline).await;
+                }
+            })
+            .await;
         }
         (ListenerKind::Tls | ListenerKind::Wss, Some(acceptor)) => {
-            let tls_stream = match timeout_at(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return handshake_failed(peer, label, &format!("TLS handshake failed: {e}"))
+            Box::pin(async {
+                let tls_stream = match timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return handshake_failed(peer, label, &format!("TLS handshake failed: {e}"))
+                    }
+                    Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
+                };
+                if kind == ListenerKind::Tls {
+                    run(ByteStream(tls_stream), ctx, peer, label, admitted, deadline).await;
+                } else if let Some(ws) =
+                    websocket(tls_stream, peer, label, deadline, max_ws_message).await
+                {
+                    run(ws, ctx, peer, label, admitted, deadline).await;
                 }
-                Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
-            };
-            if kind == ListenerKind::Tls {
-                run(ByteStream(tls_stream), ctx, peer, label, admitted, deadline).await;
-            } else if let Some(ws) =
-                websocket(tls_stream, peer, label, deadline, max_ws_message).await
-            {
-                run(ws, ctx, peer, label, admitted, deadline).await;
-            }
+            })
+            .await;
         }
         (_, None) => error!(listener = label, "secure listener without a TLS acceptor"),
     }

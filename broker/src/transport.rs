@@ -23,8 +23,11 @@ pub struct ByteStream<S>(pub S);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for ByteStream<S> {
     async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
+        // Small while idle; a read that fills the buffer doubles the next one (up to
+        // 64 KiB), so busy publishers still read in large chunks.
+        let free = buf.capacity() - buf.len();
+        if free < 512 {
+            buf.reserve((buf.capacity() * 2).clamp(2048, 64 * 1024));
         }
         self.0.read_buf(buf).await
     }
