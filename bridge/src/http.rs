@@ -107,6 +107,7 @@ async fn websocket(
     let hard_limit = config.bridge.max_frame.as_usize().saturating_mul(4);
     upgrade
         .protocols([JSON_SUBPROTOCOL])
+        .write_buffer_size(8 * 1024)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| crate::ws::serve(socket, bridge, peer.to_string(), permit))

@@ -129,7 +129,7 @@ pub async fn serve(
 }
 
 async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, queue: Arc<OutboundQueue>) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut batch = Vec::new();
     loop {
         if let Some((code, reason)) = queue.next_batch(&mut batch, WRITE_BATCH).await {
             let frame = CloseFrame {
