@@ -129,8 +129,14 @@ fn events(
                     if let Some(event) = ready.pop() {
                         return Some((Ok(event), (queue, ready, batch, guard)));
                     }
-                    if queue.next_batch(&mut batch, 256).await.is_some() {
-                        return None;
+                    let mut shutdown = guard.bridge.shutdown.clone();
+                    tokio::select! {
+                        closed = queue.next_batch(&mut batch, 256) => {
+                            if closed.is_some() {
+                                return None;
+                            }
+                        }
+                        _ = shutdown.wait_for(|stopping| *stopping) => return None,
                     }
                     let mut events = Vec::new();
                     for entry in batch.drain(..) {
