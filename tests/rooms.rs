@@ -508,3 +508,26 @@ fn metric(text: &str, name: &str) -> f64 {
         })
         .sum()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_browsers_with_1001_and_exits_promptly() {
+    let mut sb = start();
+    let mut browser = Browser::connect(sb.ports.http).await;
+    browser.join("bye/#").await;
+    let started = Instant::now();
+    let code = tokio::task::spawn_blocking(move || {
+        let code = sb.stop();
+        (code, sb)
+    });
+    assert_eq!(
+        browser.until_closed(5 * SECOND).await,
+        Ended::Closed(Some(1001))
+    );
+    let (code, _sb) = code.await.expect("stop");
+    assert_eq!(code, Some(0));
+    assert!(
+        started.elapsed() < 4 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+}
