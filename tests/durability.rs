@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::browser::Browser;
+use common::browser::{missed_payloads, Browser};
 use common::raw;
 use common::{publish, Sub, Switchboard};
 use serde_json::{json, Value};
@@ -129,28 +129,15 @@ async fn a_browser_resumes_exactly_the_500_messages_it_missed() {
     })
     .join()
     .expect("publisher");
-    // The router hands messages to the bridge asynchronously: wait until all are in.
     let mut back = Browser::connect(sb.ports.http).await;
-    let deadline = Instant::now() + 5 * SECOND;
-    let resumed = loop {
-        let resumed = back
-            .request(json!({"type": "join", "room": "feed/#", "since": position}))
-            .await;
-        let done = resumed["missed"].as_array().is_some_and(|m| m.len() >= 500);
-        if done || Instant::now() > deadline {
-            break resumed;
-        }
-        back.request(json!({"type": "leave", "room": "feed/#"}))
-            .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let resumed = back
+        .join_until_missed(
+            json!({"type": "join", "room": "feed/#", "since": position}),
+            500,
+        )
+        .await;
     assert_eq!(resumed["recovered"], true);
-    let payloads: Vec<Value> = resumed["missed"]
-        .as_array()
-        .expect("missed")
-        .iter()
-        .map(|m| m["payload"].clone())
-        .collect();
+    let payloads = missed_payloads(&resumed);
     let wanted: Vec<Value> = (1..=500).map(|n| json!(n)).collect();
     assert_eq!(payloads, wanted, "exactly the 500, in order");
 }
@@ -204,27 +191,15 @@ async fn history_survives_a_graceful_restart_under_the_same_epoch() {
     sb.launch();
     publish(sb.ports.tcp, &["-t", "keep/h", "-m", "21"]);
     let mut back = Browser::connect(sb.ports.http).await;
-    let deadline = Instant::now() + 5 * SECOND;
-    let resumed = loop {
-        let resumed = back
-            .request(json!({"type": "join", "room": "keep/#", "since": position}))
-            .await;
-        if resumed["missed"].as_array().is_some_and(|m| m.len() >= 21) || Instant::now() > deadline
-        {
-            break resumed;
-        }
-        back.request(json!({"type": "leave", "room": "keep/#"}))
-            .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let resumed = back
+        .join_until_missed(
+            json!({"type": "join", "room": "keep/#", "since": position}),
+            21,
+        )
+        .await;
     assert_eq!(resumed["epoch"], position["epoch"], "{resumed}");
     assert_eq!(resumed["recovered"], true, "{resumed}");
-    let payloads: Vec<Value> = resumed["missed"]
-        .as_array()
-        .expect("missed")
-        .iter()
-        .map(|m| m["payload"].clone())
-        .collect();
+    let payloads = missed_payloads(&resumed);
     let wanted: Vec<Value> = (1..=21).map(|n| json!(n)).collect();
     assert_eq!(payloads, wanted, "before and after the restart, in order");
 }

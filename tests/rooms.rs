@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::browser::{Browser, Ended};
+use common::browser::{missed_payloads, Browser, Ended};
 use common::raw::{self, RawClient};
 use common::{publish, signal, Sub, Switchboard};
 use serde_json::{json, Value};
@@ -388,12 +388,7 @@ async fn history_resume_with_since_and_rewind() {
         .request(json!({"type": "join", "room": "log/#", "since": {"epoch": epoch, "offset": resume_from}}))
         .await;
     assert_eq!(resumed["recovered"], true, "{resumed}");
-    let payloads: Vec<Value> = resumed["missed"]
-        .as_array()
-        .expect("missed")
-        .iter()
-        .map(|m| m["payload"].clone())
-        .collect();
+    let payloads = missed_payloads(&resumed);
     assert_eq!(payloads, vec![json!(2), json!(3), json!(4)]);
 
     let mut other = Browser::connect(sb.ports.http).await;
@@ -404,12 +399,7 @@ async fn history_resume_with_since_and_rewind() {
     let rewound = other
         .request(json!({"type": "join", "room": "log/+", "rewind": 2}))
         .await;
-    let payloads: Vec<Value> = rewound["missed"]
-        .as_array()
-        .expect("missed")
-        .iter()
-        .map(|m| m["payload"].clone())
-        .collect();
+    let payloads = missed_payloads(&rewound);
     assert_eq!(payloads, vec![json!(3), json!(4)]);
 }
 

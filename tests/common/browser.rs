@@ -11,6 +11,28 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The `/ws` upgrade request asking for the JSON subprotocol.
+fn ws_request(http_port: u16) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = format!("ws://127.0.0.1:{http_port}/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "switchboard.v1.json".parse().expect("header"),
+    );
+    request
+}
+
+/// The payloads of a `joined` reply's `missed` messages, in order.
+pub fn missed_payloads(joined: &Value) -> Vec<Value> {
+    joined["missed"]
+        .as_array()
+        .expect("missed")
+        .iter()
+        .map(|m| m["payload"].clone())
+        .collect()
+}
+
 pub struct Browser {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub welcome: Value,
@@ -27,7 +49,17 @@ pub enum Ended {
 
 impl Browser {
     pub async fn connect(http_port: u16) -> Browser {
-        Self::connect_with(http_port, |_| {}).await
+        let (ws, response) = tokio_tungstenite::connect_async(ws_request(http_port))
+            .await
+            .expect("websocket connect");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("switchboard.v1.json")
+        );
+        Self::welcomed(ws).await
     }
 
     /// Connects over a socket with a tiny receive buffer: a browser that, once it
@@ -39,42 +71,10 @@ impl Browser {
             .connect(([127, 0, 0, 1], http_port).into())
             .await
             .expect("connect");
-        let mut request = format!("ws://127.0.0.1:{http_port}/ws")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            "switchboard.v1.json".parse().expect("header"),
-        );
-        let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
-            .await
-            .expect("websocket connect");
-        Self::welcomed(ws).await
-    }
-
-    /// Connects with a request the caller may adjust (headers), expecting `welcome`.
-    pub async fn connect_with(
-        http_port: u16,
-        adjust: impl FnOnce(&mut tokio_tungstenite::tungstenite::handshake::client::Request),
-    ) -> Browser {
-        let mut request = format!("ws://127.0.0.1:{http_port}/ws")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            "switchboard.v1.json".parse().expect("header"),
-        );
-        adjust(&mut request);
-        let (ws, response) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("websocket connect");
-        assert_eq!(
-            response
-                .headers()
-                .get("sec-websocket-protocol")
-                .and_then(|v| v.to_str().ok()),
-            Some("switchboard.v1.json")
-        );
+        let (ws, _) =
+            tokio_tungstenite::client_async(ws_request(http_port), MaybeTlsStream::Plain(stream))
+                .await
+                .expect("websocket connect");
         Self::welcomed(ws).await
     }
 
@@ -167,6 +167,24 @@ impl Browser {
             }
         }
         found
+    }
+
+    /// Joins with `request` until `missed` holds at least `wanted` messages (the
+    /// router hands messages to the bridge asynchronously) or 5 s pass.
+    pub async fn join_until_missed(&mut self, request: Value, wanted: usize) -> Value {
+        let room = request["room"].clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let joined = self.request(request.clone()).await;
+            let enough = joined["missed"]
+                .as_array()
+                .is_some_and(|m| m.len() >= wanted);
+            if enough || tokio::time::Instant::now() > deadline {
+                return joined;
+            }
+            self.request(json!({"type": "leave", "room": room})).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn join(&mut self, room: &str) -> Value {
