@@ -380,7 +380,7 @@ impl Hub {
 }
 
 fn device_state(info: &DeviceInfo) -> Value {
-    let mut item = json!({"client_id": &info.client_id, "online": true, "since": info.since_ms});
+    let mut item = json!({"client_id": &*info.client_id, "online": true, "since": info.since_ms});
     if let (Some(user), Some(map)) = (&info.username, item.as_object_mut()) {
         map.insert("username".into(), user.clone().into());
     }

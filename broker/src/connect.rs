@@ -7,7 +7,7 @@ use rumqttd::protocol::{ConnectProperties, LastWill, LastWillProperties, Login, 
 use crate::codec::Codec;
 use crate::packet::{fixed_header, kind, Refusal, Version};
 use crate::router::INTERNAL_ID_PREFIX;
-use crate::transport::MqttIo;
+use crate::transport::{read_into, MqttIo};
 
 /// A decoded CONNECT.
 pub struct ConnectRequest {
@@ -77,7 +77,7 @@ pub async fn read_connect<I: MqttIo>(
             }
             Ok(None) => {}
         }
-        match io.read_into(buf).await {
+        match read_into(io, buf).await {
             Ok(0) => {
                 return Err(ConnectFailure::new(
                     Refusal::ProtocolError,

@@ -1,7 +1,7 @@
 //! One MQTT client's life: CONNECT, a link to the router, packets pumped both ways
 //! with backpressure, keep-alive, and an orderly end (will, presence, router cleanup).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,6 @@ use rumqttd::protocol::{
     PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason,
 };
 use rumqttd::Notification;
-use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
@@ -25,6 +24,7 @@ use crate::events::{now_ms, DeviceInfo, OfflineReason, RetainedChange};
 use crate::packet::{
     client_may_send, fixed_header, kind, publish_qos_and_pkid, refusal, Refusal, Version,
 };
+use crate::sessions::{Kick, SessionClaim};
 use crate::transport::MqttIo;
 use crate::will::Will;
 use crate::Edge;
@@ -78,18 +78,167 @@ impl End {
 /// Serves one connection whose TLS / WebSocket handshake (if any) is done.
 /// `admitted` is false when the server is at `max_connections`: the client is then
 /// told "server busy" in its own protocol version.
-pub async fn serve<I: MqttIo>(
-    mut io: I,
-    edge: Arc<Edge>,
+///
+/// The connection's state lives in one box and start and end run boxed apart from the
+/// packet loop, so an idle connection's task holds little more than the loop's waits
+/// (tens of thousands of them are kept in memory).
+pub async fn serve<I: MqttIo>(incoming: Box<Incoming<I>>) {
+    let opened = Box::pin(establish(incoming)).await;
+    if let Some(mut live) = opened {
+        let end = live.run().await;
+        Box::pin(live.wrap_up(end)).await;
+    }
+}
+
+/// A connection whose TLS / WebSocket handshake (if any) is done, boxed so the
+/// connection's task does not keep room for it after CONNECT.
+pub struct Incoming<I> {
+    pub io: I,
+    pub edge: Arc<Edge>,
+    pub peer: SocketAddr,
+    pub listener: &'static str,
+    /// False when the server is at `max_connections`: the client is then told
+    /// "server busy" in its own protocol version.
+    pub admitted: bool,
+    /// When CONNECT must have arrived.
+    pub deadline: Instant,
+}
+
+/// A connection past CONNACK: what its packet loop and its end need.
+struct Live<I> {
+    connection: Connection<I>,
+    claim: SessionClaim,
+    accepted: Accepted,
+    presence: Presence,
     peer: SocketAddr,
-    listener: &'static str,
-    shutdown: watch::Receiver<bool>,
-    admitted: bool,
-    handshake_deadline: Instant,
-) {
+    buf: BytesMut,
+}
+
+impl<I: MqttIo> Live<I> {
+    /// The packet loop: socket → router, router → socket, keep-alive, kicks.
+    async fn run(&mut self) -> End {
+        let Live {
+            connection,
+            claim,
+            accepted,
+            buf,
+            ..
+        } = self;
+        let idle_limit = (accepted.keep_alive > 0)
+            .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
+        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
+        let mut paused = false;
+        loop {
+            if !buf.is_empty() && !paused {
+                match Box::pin(connection.take_incoming(buf)).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Pause) => paused = true,
+                    Err(end) => return end,
+                }
+            }
+            if buf.is_empty() {
+                // Idle connections hold no read buffer; the transport reserves one
+                // when bytes arrive.
+                *buf = BytesMut::new();
+            }
+            // One timer serves both the keep-alive deadline and, while paused, the
+            // check whether the router has caught up.
+            let wake_at = if paused {
+                idle_deadline.min(Instant::now() + BACKPRESSURE_POLL)
+            } else {
+                idle_deadline
+            };
+            let io = &mut connection.io;
+            tokio::select! {
+                kick = &mut claim.kicked => return match kick {
+                    Ok(Kick::Shutdown) => End::Shutdown,
+                    Ok(Kick::TakenOver(finished)) => {
+                        claim.finished = Some(finished);
+                        End::TakenOver
+                    }
+                    Err(_) => End::TakenOver,
+                },
+                read = std::future::poll_fn(|cx| io.poll_read_into(cx, buf)), if !paused => match read {
+                    Ok(0) => return End::Closed,
+                    Ok(_) => {
+                        if let Some(limit) = idle_limit {
+                            idle_deadline = Instant::now() + limit;
+                        }
+                    }
+                    Err(e) => return End::Io(e.to_string()),
+                },
+                notification = next_notification(&mut connection.link) => match notification {
+                    Ok(first) => {
+                        if let Err(end) = Box::pin(connection.deliver(first)).await {
+                            return end;
+                        }
+                    }
+                    Err(_) => return End::RouterGone,
+                },
+                _ = sleep_until(wake_at) => {
+                    if Instant::now() >= idle_deadline {
+                        return End::KeepAlive;
+                    }
+                    paused = connection.router_is_behind();
+                }
+            }
+        }
+    }
+
+    /// After the packet loop: DISCONNECT, router cleanup, will, log line, presence.
+    async fn wrap_up(self: Box<Self>, end: End) {
+        let Live {
+            mut connection,
+            claim,
+            mut accepted,
+            presence,
+            peer,
+            ..
+        } = *self;
+        let listener = presence.listener;
+        let reason = end.offline_reason(accepted.will.is_some());
+        connection.finish(&end).await;
+        if end.publishes_will() {
+            if let Some(will) = accepted.will.take() {
+                publish_will(
+                    &connection.edge,
+                    &connection.client_id,
+                    *will,
+                    matches!(end, End::TakenOver),
+                );
+            }
+        }
+        let detail = match &end {
+            End::Violation(_, why) | End::Io(why) => why.as_str(),
+            _ => "",
+        };
+        info!(
+            client_id = %connection.client_id,
+            %peer,
+            listener,
+            reason = reason.label(),
+            detail,
+            "client disconnected"
+        );
+        presence.offline(reason);
+        drop(claim);
+    }
+}
+
+/// Reads CONNECT, answers it (refusing or accepting) and claims the client id.
+async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<Box<Live<I>>> {
+    let Incoming {
+        mut io,
+        edge,
+        peer,
+        listener,
+        admitted,
+        deadline: handshake_deadline,
+    } = *incoming;
     let config = &edge.config.mqtt;
     let max_remaining = config.max_payload.as_usize() + PACKET_OVERHEAD;
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::new();
 
     let read = timeout_at(
         handshake_deadline,
@@ -106,7 +255,7 @@ pub async fn serve<I: MqttIo>(
                 "no CONNECT before the deadline",
             )
             .await;
-            return;
+            return None;
         }
         Some(Err(failure)) => {
             if let Some(version) = failure.version {
@@ -122,7 +271,7 @@ pub async fn serve<I: MqttIo>(
             } else {
                 refuse_quietly(&mut io, peer, listener, failure.refusal, &failure.detail).await;
             }
-            return;
+            return None;
         }
         Some(Ok(parsed)) => parsed,
     };
@@ -138,23 +287,23 @@ pub async fn serve<I: MqttIo>(
             &detail,
         )
         .await;
-        return;
+        return None;
     }
     let accepted = match admit(&edge, request, peer) {
         Ok(accepted) => accepted,
         Err((reason, detail)) => {
             refuse(&mut io, &codec, peer, listener, reason, &detail).await;
-            return;
+            return None;
         }
     };
 
-    let (mut claim, took_over) = edge.sessions.claim(&accepted.client_id).await;
+    let (claim, took_over) = edge.sessions.claim(&accepted.client_id).await;
     // A clean session has nothing in the router yet: its link (rumqttd reserves
     // ~12 KiB per link) is opened when the client first needs the router.
     let mut link = None;
     let mut session_present = false;
     if !accepted.router_clean_session {
-        match edge.links.open(accepted.client_id.clone(), false).await {
+        match edge.links.open(accepted.client_id.to_string(), false).await {
             Ok((link_tx, link_rx, connack)) => {
                 session_present = matches!(
                     Option::<Packet>::from(connack),
@@ -166,10 +315,10 @@ pub async fn serve<I: MqttIo>(
                         _
                     ))
                 ) && !accepted.clean_start;
-                link = Some(RouterLink {
+                link = Some(Box::new(RouterLink {
                     tx: link_tx,
                     rx: link_rx,
-                });
+                }));
             }
             Err(e) => {
                 let detail = format!("router refused the link: {e}");
@@ -182,7 +331,7 @@ pub async fn serve<I: MqttIo>(
                     &detail,
                 )
                 .await;
-                return;
+                return None;
             }
         }
     }
@@ -194,11 +343,9 @@ pub async fn serve<I: MqttIo>(
         client_id: accepted.client_id.clone(),
         link,
         out: BytesMut::new(),
-        aliases: HashMap::new(),
-        self_completed_qos2: HashSet::new(),
+        aliases: BTreeMap::new(),
+        self_completed_qos2: BTreeSet::new(),
         client_max_packet: accepted.client_max_packet,
-        max_payload: config.max_payload.as_usize(),
-        max_remaining,
         packets_in: counter!("switchboard_mqtt_packets_in_total", "listener" => listener),
         packets_out: counter!("switchboard_mqtt_packets_out_total", "listener" => listener),
         retained_writes: Vec::new(),
@@ -207,41 +354,17 @@ pub async fn serve<I: MqttIo>(
     if let Err(e) = connection.write_now(connack).await {
         warn!(client_id = %accepted.client_id, %peer, listener, "could not send CONNACK: {e}");
         connection.leave_router().await;
-        return;
+        return None;
     }
-
     let presence = Presence::online(&edge, &accepted, listener, peer, took_over);
-    let mut will = accepted.will.clone();
-    let end = connection
-        .run(buf, accepted.keep_alive, &mut claim.taken_over, shutdown)
-        .await;
-
-    let reason = end.offline_reason(will.is_some());
-    connection.finish(&end).await;
-    if end.publishes_will() {
-        if let Some(will) = will.take() {
-            publish_will(
-                &edge,
-                &accepted.client_id,
-                will,
-                matches!(end, End::TakenOver),
-            );
-        }
-    }
-    let detail = match &end {
-        End::Violation(_, why) | End::Io(why) => why.as_str(),
-        _ => "",
-    };
-    info!(
-        client_id = %accepted.client_id,
-        %peer,
-        listener,
-        reason = reason.label(),
-        detail,
-        "client disconnected"
-    );
-    presence.offline(reason);
-    drop(claim);
+    Some(Box::new(Live {
+        connection,
+        claim,
+        accepted,
+        presence,
+        peer,
+        buf,
+    }))
 }
 
 fn codec_for(version: Version) -> Codec {
@@ -255,7 +378,8 @@ async fn timeout_at<F: std::future::Future>(deadline: Instant, f: F) -> Option<F
 /// What CONNECT asked for, after the edge's checks.
 struct Accepted {
     version: Version,
-    client_id: String,
+    /// Shared by the connection, its session claim and its presence entries.
+    client_id: Arc<str>,
     assigned_id: bool,
     username: Option<String>,
     clean_start: bool,
@@ -264,7 +388,7 @@ struct Accepted {
     keep_alive: u16,
     server_keep_alive: Option<u16>,
     client_max_packet: Option<usize>,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
 }
 
 fn admit(
@@ -329,12 +453,12 @@ fn admit(
         } else {
             0
         };
-        Will::from_connect(w, will_properties, expiry)
+        Box::new(Will::from_connect(w, will_properties, expiry))
     });
     debug!(%client_id, %peer, "CONNECT accepted");
     Ok(Accepted {
         version,
-        client_id,
+        client_id: Arc::from(client_id),
         assigned_id,
         username: login.map(|l| l.username).filter(|u| !u.is_empty()),
         clean_start,
@@ -349,7 +473,7 @@ fn admit(
 fn connack_packet(edge: &Edge, accepted: &Accepted, session_present: bool) -> Packet {
     let config = &edge.config.mqtt;
     let properties = (accepted.version == Version::V5).then(|| ConnAckProperties {
-        assigned_client_identifier: accepted.assigned_id.then(|| accepted.client_id.clone()),
+        assigned_client_identifier: accepted.assigned_id.then(|| accepted.client_id.to_string()),
         server_keep_alive: accepted.server_keep_alive,
         topic_alias_max: Some(config.topic_alias_max),
         max_packet_size: u32::try_from(config.max_payload.as_usize() + PACKET_OVERHEAD).ok(),
@@ -424,7 +548,7 @@ fn publish_will(edge: &Arc<Edge>, client_id: &str, will: Will, taken_over: bool)
 /// when finished (also if the task panics, with reason `error`).
 struct Presence {
     edge: Arc<Edge>,
-    client_id: String,
+    client_id: Arc<str>,
     listener: &'static str,
     reason: Option<OfflineReason>,
 }
@@ -480,17 +604,15 @@ struct Connection<I> {
     io: I,
     codec: Codec,
     edge: Arc<Edge>,
-    client_id: String,
+    client_id: Arc<str>,
     /// The router link; `None` until a clean-session client first needs the router.
-    link: Option<RouterLink>,
+    link: Option<Box<RouterLink>>,
     out: BytesMut,
     /// v5 topic aliases the client set up (bounded by our Topic Alias Maximum).
-    aliases: HashMap<u16, Bytes>,
+    aliases: BTreeMap<u16, Bytes>,
     /// QoS 2 deliveries we dropped (too large for the client) and complete ourselves.
-    self_completed_qos2: HashSet<u16>,
+    self_completed_qos2: BTreeSet<u16>,
     client_max_packet: Option<usize>,
-    max_payload: usize,
-    max_remaining: usize,
     packets_in: Counter,
     packets_out: Counter,
     /// Retained changes of the current batch, queued for the store after the router has them.
@@ -498,55 +620,12 @@ struct Connection<I> {
 }
 
 impl<I: MqttIo> Connection<I> {
-    async fn run(
-        &mut self,
-        mut buf: BytesMut,
-        keep_alive: u16,
-        taken_over: &mut tokio::sync::oneshot::Receiver<()>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> End {
-        let idle_limit =
-            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-        let mut idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
-        let mut paused = false;
-        if *shutdown.borrow() {
-            return End::Shutdown;
-        }
-        loop {
-            if !buf.is_empty() && !paused {
-                match self.take_incoming(&mut buf).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Pause) => paused = true,
-                    Err(end) => return end,
-                }
-            }
-            tokio::select! {
-                _ = &mut *taken_over => return End::TakenOver,
-                _ = shutdown.changed() => return End::Shutdown,
-                read = self.io.read_into(&mut buf), if !paused => match read {
-                    Ok(0) => return End::Closed,
-                    Ok(_) => {
-                        if let Some(limit) = idle_limit {
-                            idle_deadline = Instant::now() + limit;
-                        }
-                    }
-                    Err(e) => return End::Io(e.to_string()),
-                },
-                _ = tokio::time::sleep(BACKPRESSURE_POLL), if paused => {
-                    paused = self.router_is_behind();
-                }
-                notification = next_notification(&mut self.link) => match notification {
-                    Ok(first) => {
-                        if let Err(end) = self.deliver(first).await {
-                            return end;
-                        }
-                    }
-                    Err(_) => return End::RouterGone,
-                },
-                _ = sleep_until(idle_deadline) => return End::KeepAlive,
-            }
-        }
+    fn max_payload(&self) -> usize {
+        self.edge.config.mqtt.max_payload.as_usize()
+    }
+
+    fn max_remaining(&self) -> usize {
+        self.max_payload() + PACKET_OVERHEAD
     }
 
     fn router_is_behind(&self) -> bool {
@@ -625,12 +704,12 @@ impl<I: MqttIo> Connection<I> {
                 &format!("{what} ({packet_type})"),
             ));
         }
-        if remaining > self.max_remaining {
+        if remaining > self.max_remaining() {
             return Err(violation(
                 DisconnectReasonCode::PacketTooLarge,
                 &format!(
                     "packet of {remaining} bytes is over the limit (max_payload {})",
-                    self.max_payload
+                    self.max_payload()
                 ),
             ));
         }
@@ -640,7 +719,7 @@ impl<I: MqttIo> Connection<I> {
         let publish_header = (packet_type == kind::PUBLISH)
             .then(|| publish_qos_and_pkid(&buf[..header_len + remaining]))
             .flatten();
-        let packet = self.codec.read(buf, self.max_remaining).map_err(|e| {
+        let packet = self.codec.read(buf, self.max_remaining()).map_err(|e| {
             violation(
                 DisconnectReasonCode::MalformedPacket,
                 &format!("malformed packet: {e}"),
@@ -656,13 +735,13 @@ impl<I: MqttIo> Connection<I> {
                     == DisconnectReasonCode::DisconnectWithWillMessage,
             }),
             Packet::Publish(mut publish, mut properties) => {
-                if publish.payload.len() > self.max_payload {
+                if publish.payload.len() > self.max_payload() {
                     return Err(violation(
                         DisconnectReasonCode::PacketTooLarge,
                         &format!(
                             "payload of {} bytes is over max_payload {}",
                             publish.payload.len(),
-                            self.max_payload
+                            self.max_payload()
                         ),
                     ));
                 }
@@ -746,9 +825,9 @@ impl<I: MqttIo> Connection<I> {
         if self.link.is_some() {
             return true;
         }
-        match self.edge.links.open(self.client_id.clone(), true).await {
+        match self.edge.links.open(self.client_id.to_string(), true).await {
             Ok((tx, rx, _connack)) => {
-                self.link = Some(RouterLink { tx, rx });
+                self.link = Some(Box::new(RouterLink { tx, rx }));
                 true
             }
             Err(e) => {
@@ -760,8 +839,8 @@ impl<I: MqttIo> Connection<I> {
 
     /// Writes what the router sent: the first notification plus whatever else is
     /// queued, as one socket write.
-    async fn deliver(&mut self, first: Option<Notification>) -> Result<(), End> {
-        let mut next = first;
+    async fn deliver(&mut self, first: Option<Box<Notification>>) -> Result<(), End> {
+        let mut next = first.map(|boxed| *boxed);
         let mut unscheduled = false;
         let mut acks_for_router = Vec::new();
         loop {
@@ -921,11 +1000,17 @@ struct RouterLink {
     rx: LinkRx,
 }
 
-/// The next notification from the router, or never while there is no link.
-async fn next_notification(link: &mut Option<RouterLink>) -> Result<Option<Notification>, ()> {
+/// The next notification from the router, or never while there is no link. Boxed:
+/// the wait is large and idle clean-session connections have no link at all.
+#[allow(clippy::type_complexity)]
+fn next_notification(
+    link: &mut Option<Box<RouterLink>>,
+) -> impl std::future::Future<Output = Result<Option<Box<Notification>>, ()>> + '_ {
     match link {
-        Some(link) => link.rx.next().await.map_err(|_| ()),
-        None => std::future::pending().await,
+        Some(link) => futures_util::future::Either::Left(
+            Box::pin(link.rx.next()).map(|next| next.map(|n| n.map(Box::new)).map_err(|_| ())),
+        ),
+        None => futures_util::future::Either::Right(std::future::pending()),
     }
 }
 

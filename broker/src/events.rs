@@ -49,7 +49,7 @@ impl OfflineReason {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
-    pub client_id: String,
+    pub client_id: Arc<str>,
     pub username: Option<String>,
     /// Milliseconds since the Unix epoch when it connected.
     pub since_ms: u64,
@@ -60,7 +60,7 @@ pub struct DeviceInfo {
 pub enum BrokerEvent {
     DeviceOnline(DeviceInfo),
     DeviceOffline {
-        client_id: String,
+        client_id: Arc<str>,
         reason: OfflineReason,
     },
 }
@@ -81,7 +81,7 @@ pub struct RetainedChange {
 #[derive(Clone)]
 pub struct EventFeed {
     sender: broadcast::Sender<BrokerEvent>,
-    online: Arc<Mutex<HashMap<String, DeviceInfo>>>,
+    online: Arc<Mutex<HashMap<Arc<str>, DeviceInfo>>>,
     retained_tx: mpsc::Sender<RetainedChange>,
     retained_rx: Arc<Mutex<Option<mpsc::Receiver<RetainedChange>>>>,
     last_full_log: Arc<AtomicU64>,
@@ -122,10 +122,10 @@ impl EventFeed {
         let _ = self.sender.send(BrokerEvent::DeviceOnline(info));
     }
 
-    pub(crate) fn device_offline(&self, client_id: &str, reason: OfflineReason) {
+    pub(crate) fn device_offline(&self, client_id: &Arc<str>, reason: OfflineReason) {
         self.online.lock().remove(client_id);
         let _ = self.sender.send(BrokerEvent::DeviceOffline {
-            client_id: client_id.to_string(),
+            client_id: client_id.clone(),
             reason,
         });
     }

@@ -184,12 +184,14 @@ impl Broker {
     /// down"), and waits for them up to `grace`.
     pub async fn shutdown(self, grace: Duration) {
         let Broker {
+            edge,
             shutdown,
             alive_tx,
             mut alive_rx,
             ..
         } = self;
         let _ = shutdown.send(true);
+        edge.sessions.kick_all();
         drop(alive_tx);
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
             warn!("some MQTT connections were still closing after {grace:?}");

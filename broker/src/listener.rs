@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{error, warn};
 
-use crate::connection::serve;
+use crate::connection::{serve, Incoming};
 use crate::packet::Refusal;
 use crate::transport::{ByteStream, MqttIo, WsStream};
 use crate::Edge;
@@ -108,11 +108,33 @@ pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
                 }
             },
         };
-        let ctx = ctx.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            handle(stream, peer, kind, tls, &ctx, permit, refusal_slot).await;
-        });
+        if kind == ListenerKind::Tcp {
+            // Plain TCP, by far the most connections, skips `handle`: the task then
+            // holds nothing but the connection itself.
+            let incoming = Box::new(Incoming {
+                io: ByteStream::new(stream),
+                edge: ctx.edge.clone(),
+                peer,
+                listener: kind.label(),
+                admitted: permit.is_some(),
+                deadline: handshake_deadline(&ctx.edge),
+            });
+            let alive = ctx.alive.clone();
+            tokio::spawn(async move {
+                serve(incoming).await;
+                drop((permit, refusal_slot, alive));
+            });
+        } else {
+            tokio::spawn(handle(
+                stream,
+                peer,
+                kind,
+                tls.clone(),
+                ctx.clone(),
+                permit,
+                refusal_slot,
+            ));
+        }
     }
 }
 
@@ -121,14 +143,15 @@ async fn handle(
     peer: SocketAddr,
     kind: ListenerKind,
     tls: Option<TlsAcceptor>,
-    ctx: &AcceptContext,
+    ctx: AcceptContext,
     permit: Option<OwnedSemaphorePermit>,
     _refusal_slot: Option<OwnedSemaphorePermit>,
 ) {
-    let _alive = ctx.alive.clone();
+    let ctx = &ctx;
+    let _alive = &ctx.alive;
     let admitted = permit.is_some();
     let config = &ctx.edge.config.mqtt;
-    let deadline = Instant::now() + Duration::from_secs(config.connect_timeout_secs);
+    let deadline = handshake_deadline(&ctx.edge);
     let max_ws_message = config.max_payload.as_usize() + 128 * 1024;
     let label = kind.label();
     // Each transport's work is boxed on its own, so that a connection's task holds
@@ -136,7 +159,15 @@ async fn handle(
     // for a TLS handshake and a WebSocket upgrade).
     match (kind, tls) {
         (ListenerKind::Tcp, _) => {
-            run(ByteStream(stream), ctx, peer, label, admitted, deadline).await;
+            run(
+                ByteStream::new(stream),
+                ctx,
+                peer,
+                label,
+                admitted,
+                deadline,
+            )
+            .await;
         }
         (ListenerKind::Ws, _) => {
             Box::pin(async {
@@ -156,7 +187,15 @@ async fn handle(
                     Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
                 };
                 if kind == ListenerKind::Tls {
-                    run(ByteStream(tls_stream), ctx, peer, label, admitted, deadline).await;
+                    run(
+                        ByteStream::new(tls_stream),
+                        ctx,
+                        peer,
+                        label,
+                        admitted,
+                        deadline,
+                    )
+                    .await;
                 } else if let Some(ws) =
                     websocket(tls_stream, peer, label, deadline, max_ws_message).await
                 {
@@ -178,16 +217,20 @@ async fn run<I: MqttIo>(
     admitted: bool,
     deadline: Instant,
 ) {
-    serve(
+    serve(Box::new(Incoming {
         io,
-        ctx.edge.clone(),
+        edge: ctx.edge.clone(),
         peer,
-        label,
-        ctx.shutdown.clone(),
+        listener: label,
         admitted,
         deadline,
-    )
+    }))
     .await;
+}
+
+/// When the TLS / WebSocket handshake and CONNECT must be done by.
+fn handshake_deadline(edge: &Edge) -> Instant {
+    Instant::now() + Duration::from_secs(edge.config.mqtt.connect_timeout_secs)
 }
 
 fn handshake_failed(peer: SocketAddr, listener: &'static str, detail: &str) {

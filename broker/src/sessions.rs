@@ -13,15 +13,32 @@ use tokio::task::AbortHandle;
 /// How long a new connection waits for the one it takes over to finish.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
+/// Why a connection is told to end from outside.
+#[derive(Debug)]
+pub enum Kick {
+    /// Another connection claimed the same client id; it waits until this sender is
+    /// dropped (keep it in [`SessionClaim::finished`]).
+    TakenOver(oneshot::Sender<()>),
+    /// The server is shutting down.
+    Shutdown,
+}
+
 struct Holder {
     generation: u64,
-    kick: oneshot::Sender<()>,
-    done: oneshot::Receiver<()>,
+    /// Taken when used: a connection is kicked once.
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+#[derive(Default)]
+struct Holders {
+    by_client_id: HashMap<Arc<str>, Holder>,
+    /// Set at shutdown: later claims are kicked at once.
+    closing: bool,
 }
 
 #[derive(Default)]
 pub struct Sessions {
-    holders: Mutex<HashMap<String, Holder>>,
+    holders: Mutex<Holders>,
     delayed_wills: Mutex<HashMap<String, AbortHandle>>,
     generations: AtomicU64,
 }
@@ -30,44 +47,69 @@ pub struct Sessions {
 /// connection waiting to take over that this one has finished.
 pub struct SessionClaim {
     sessions: Arc<Sessions>,
-    client_id: String,
+    client_id: Arc<str>,
     generation: u64,
-    /// Resolves when another connection takes this client id over.
-    pub taken_over: oneshot::Receiver<()>,
-    _done: oneshot::Sender<()>,
+    /// Resolves when the connection must end: taken over, or the server is stopping.
+    pub kicked: oneshot::Receiver<Kick>,
+    /// Held until the claim drops: tells the connection taking over that this one
+    /// has finished.
+    pub finished: Option<oneshot::Sender<()>>,
 }
 
 impl Sessions {
     /// Claims `client_id`: ends the connection holding it (session takeover) and
     /// cancels a will still waiting for its delay. Returns whether there was a holder.
-    pub async fn claim(self: &Arc<Self>, client_id: &str) -> (SessionClaim, bool) {
-        if let Some(pending) = self.delayed_wills.lock().remove(client_id) {
+    pub async fn claim(self: &Arc<Self>, client_id: &Arc<str>) -> (SessionClaim, bool) {
+        if let Some(pending) = self.delayed_wills.lock().remove(&**client_id) {
             pending.abort();
         }
-        let (kick, taken_over) = oneshot::channel();
-        let (done_tx, done) = oneshot::channel();
+        let (kick, kicked) = oneshot::channel();
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let previous = self.holders.lock().insert(
-            client_id.to_string(),
-            Holder {
-                generation,
-                kick,
-                done,
-            },
-        );
+        let previous = {
+            let mut holders = self.holders.lock();
+            if holders.closing {
+                let _ = kick.send(Kick::Shutdown);
+                None
+            } else {
+                holders.by_client_id.insert(
+                    client_id.clone(),
+                    Holder {
+                        generation,
+                        kick: Some(kick),
+                    },
+                )
+            }
+        };
         let took_over = previous.is_some();
         if let Some(previous) = previous {
-            let _ = previous.kick.send(());
-            let _ = tokio::time::timeout(TAKEOVER_WAIT, previous.done).await;
+            if let Some(kick) = previous.kick {
+                let (finished, done) = oneshot::channel();
+                if kick.send(Kick::TakenOver(finished)).is_ok() {
+                    let _ = tokio::time::timeout(TAKEOVER_WAIT, done).await;
+                }
+            }
         }
         let claim = SessionClaim {
             sessions: self.clone(),
-            client_id: client_id.to_string(),
+            client_id: client_id.clone(),
             generation,
-            taken_over,
-            _done: done_tx,
+            kicked,
+            finished: None,
         };
         (claim, took_over)
+    }
+
+    /// Tells every connection, and every one that claims an id from now on, to end.
+    pub fn kick_all(&self) {
+        let mut holders = self.holders.lock();
+        holders.closing = true;
+        for kick in holders
+            .by_client_id
+            .values_mut()
+            .filter_map(|h| h.kick.take())
+        {
+            let _ = kick.send(Kick::Shutdown);
+        }
     }
 
     /// Wills waiting for their delay now.
@@ -98,10 +140,11 @@ impl Drop for SessionClaim {
     fn drop(&mut self) {
         let mut holders = self.sessions.holders.lock();
         if holders
+            .by_client_id
             .get(&self.client_id)
             .is_some_and(|h| h.generation == self.generation)
         {
-            holders.remove(&self.client_id);
+            holders.by_client_id.remove(&self.client_id);
         }
     }
 }

@@ -3,42 +3,152 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::io::poll_read_buf;
 
 pub trait MqttIo: Send + 'static {
-    /// Appends what arrives next to `buf`; `Ok(0)` at end of stream. Cancel-safe.
-    fn read_into(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Appends what arrives next to `buf`; `Ok(0)` at end of stream. Poll-based, so a
+    /// connection waiting for bytes keeps no future for it.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>>;
     fn write_bytes(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
     /// Closes politely (TLS close_notify, WebSocket close frame).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-/// TCP or TLS.
-pub struct ByteStream<S>(pub S);
+/// Reads what arrives next into `buf`. Cancel-safe.
+pub async fn read_into<I: MqttIo>(io: &mut I, buf: &mut BytesMut) -> io::Result<usize> {
+    std::future::poll_fn(|cx| io.poll_read_into(cx, buf)).await
+}
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for ByteStream<S> {
-    async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        // Small while idle; a read that fills the buffer doubles the next one (up to
-        // 64 KiB), so busy publishers still read in large chunks.
-        let free = buf.capacity() - buf.len();
-        if free < 512 {
-            buf.reserve((buf.capacity() * 2).clamp(2048, 64 * 1024));
+/// How much to reserve for the next read: 256 bytes for the first (CONNECT), 1 KiB
+/// while reads are small, doubling (up to 64 KiB) after each read that filled the
+/// buffer, so busy publishers still read in large chunks.
+pub struct ReadSize {
+    next: usize,
+}
+
+impl Default for ReadSize {
+    fn default() -> Self {
+        ReadSize { next: Self::FIRST }
+    }
+}
+
+impl ReadSize {
+    const FIRST: usize = 256;
+    const MIN: usize = 1024;
+    const MAX: usize = 64 * 1024;
+
+    fn reserve(&mut self, buf: &mut BytesMut) {
+        let want = self.next;
+        if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
         }
-        self.0.read_buf(buf).await
+    }
+
+    fn record(&mut self, read: usize, room: usize) {
+        self.next = if read >= room {
+            (self.next * 2).clamp(Self::MIN, Self::MAX)
+        } else {
+            Self::MIN
+        };
+    }
+}
+
+/// How a byte stream reads into the connection's buffer.
+pub trait FillBuf: AsyncWrite + Unpin + Send + 'static {
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        read_size: &mut ReadSize,
+    ) -> Poll<io::Result<usize>>;
+}
+
+/// Plain TCP waits for readiness before reserving, so an idle connection whose
+/// buffer was released holds none.
+impl FillBuf for TcpStream {
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        read_size: &mut ReadSize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            read_size.reserve(buf);
+            let room = buf.capacity() - buf.len();
+            match self.try_read_buf(buf) {
+                Ok(read) => {
+                    read_size.record(read, room);
+                    return Poll::Ready(Ok(read));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// TLS keeps buffers of its own; it reads into ours directly.
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FillBuf for TlsStream<S> {
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        read_size: &mut ReadSize,
+    ) -> Poll<io::Result<usize>> {
+        read_size.reserve(buf);
+        let room = buf.capacity() - buf.len();
+        let read = ready!(poll_read_buf(Pin::new(self), cx, buf))?;
+        read_size.record(read, room);
+        Poll::Ready(Ok(read))
+    }
+}
+
+/// MQTT straight over a byte stream: TCP or TLS.
+pub struct ByteStream<S> {
+    stream: S,
+    read_size: ReadSize,
+}
+
+impl<S> ByteStream<S> {
+    pub fn new(stream: S) -> ByteStream<S> {
+        ByteStream {
+            stream,
+            read_size: ReadSize::default(),
+        }
+    }
+}
+
+impl<S: FillBuf> MqttIo for ByteStream<S> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_fill(cx, buf, &mut self.read_size)
     }
 
     async fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.0.write_all(bytes).await?;
-        self.0.flush().await
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
     }
 
     async fn close(&mut self) {
-        let _ = self.0.shutdown().await;
+        let _ = self.stream.shutdown().await;
     }
 }
 
@@ -46,24 +156,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for ByteStream<S
 pub struct WsStream<S>(pub WebSocketStream<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for WsStream<S> {
-    async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
         loop {
-            match self.0.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(0),
-                Some(Ok(Message::Binary(data))) => {
+            let message = match ready!(self.0.poll_next_unpin(cx)) {
+                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(0)),
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            };
+            match message {
+                Message::Binary(data) if !data.is_empty() => {
                     buf.extend_from_slice(&data);
-                    if !data.is_empty() {
-                        return Ok(data.len());
-                    }
+                    return Poll::Ready(Ok(data.len()));
                 }
-                Some(Ok(Message::Text(_))) => {
-                    return Err(io::Error::new(
+                Message::Text(_) => {
+                    return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "text WebSocket frame on an MQTT connection (MQTT needs binary frames)",
-                    ))
+                    )))
                 }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(io::Error::other(e)),
+                _ => continue,
             }
         }
     }
