@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -70,8 +71,10 @@ impl HttpServer {
             };
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
             // Without TCP_NODELAY, small frames wait for the peer's delayed ACK (40 ms).
-            if let Err(e) = axum::serve(self.listener, service)
-                .tcp_nodelay(true)
+            let listener = self.listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            if let Err(e) = axum::serve(listener, service)
                 .with_graceful_shutdown(stop)
                 .await
             {
@@ -107,11 +110,16 @@ async fn websocket(
     let hard_limit = config.bridge.max_frame.as_usize().saturating_mul(4);
     upgrade
         .protocols([JSON_SUBPROTOCOL])
+        // Browsers send little: a small read buffer (it grows for a larger frame)
+        // instead of tungstenite's 128 KiB, held by every idle connection.
+        .read_buffer_size(BROWSER_READ_BUFFER)
         .write_buffer_size(8 * 1024)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| crate::ws::serve(socket, bridge, peer.to_string(), permit))
 }
+
+const BROWSER_READ_BUFFER: usize = 1024;
 
 fn origin_allowed(origin: Option<&str>, allowed: &[String], required: bool) -> Result<(), String> {
     match origin {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::stream::SplitSink;
@@ -144,7 +144,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, queue: Arc<Outbou
         for entry in batch.drain(..) {
             let message = match entry {
                 Outgoing::Frame(frame) => text(frame),
-                Outgoing::Ping => WsMessage::Ping(Vec::new()),
+                Outgoing::Ping => WsMessage::Ping(Bytes::new()),
                 Outgoing::Message {
                     frame,
                     message,
@@ -176,8 +176,9 @@ async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, queue: Arc<Outbou
     }
 }
 
+/// Frames are JSON we encoded ourselves (UTF-8); the check is a scan, not a copy.
 fn text(frame: Bytes) -> WsMessage {
-    WsMessage::Text(String::from_utf8(frame.to_vec()).unwrap_or_default())
+    WsMessage::Text(Utf8Bytes::try_from(frame).unwrap_or_default())
 }
 
 struct Connection {

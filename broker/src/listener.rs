@@ -20,6 +20,10 @@ use crate::packet::Refusal;
 use crate::transport::{ByteStream, MqttIo, WsStream};
 use crate::Edge;
 
+/// Initial read buffer of an MQTT-over-WebSocket connection (it grows for larger
+/// frames; tungstenite's default of 128 KiB would be held by every idle client).
+const WS_READ_BUFFER: usize = 4096;
+
 /// The WebSocket path MQTT clients connect to.
 pub const MQTT_WS_PATH: &str = "/mqtt";
 
@@ -250,11 +254,11 @@ async fn websocket<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let config = WebSocketConfig {
-        max_message_size: Some(max_message),
-        max_frame_size: Some(max_message),
-        ..Default::default()
-    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0);
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, choose_subprotocol, Some(config));
     match timeout_at(deadline, upgrade).await {

@@ -6,7 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for WsStream<S> 
 
     async fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.0
-            .send(Message::Binary(bytes.to_vec()))
+            .send(Message::Binary(Bytes::copy_from_slice(bytes)))
             .await
             .map_err(io::Error::other)
     }

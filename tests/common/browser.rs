@@ -110,7 +110,7 @@ impl Browser {
 
     pub async fn send_text(&mut self, text: &str) {
         self.ws
-            .send(Message::Text(text.to_string()))
+            .send(Message::Text(text.into()))
             .await
             .expect("send");
     }

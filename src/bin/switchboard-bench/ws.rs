@@ -49,7 +49,7 @@ async fn join(
     match peer {
         Peer::Switchboard => {
             let request = format!("{{\"type\":\"join\",\"id\":1,\"room\":\"{ROOM}\"}}");
-            ws.send(Message::Text(request))
+            ws.send(Message::Text(request.into()))
                 .await
                 .map_err(|e| e.to_string())?;
             wait_for(&mut ws, |text| text.contains("\"joined\"")).await?;
@@ -60,7 +60,7 @@ async fn join(
                 .await
                 .map_err(|e| e.to_string())?;
             wait_for(&mut ws, |text| text.starts_with("40")).await?;
-            ws.send(Message::Text(format!("421[\"join\",\"{ROOM}\"]")))
+            ws.send(Message::Text(format!("421[\"join\",\"{ROOM}\"]").into()))
                 .await
                 .map_err(|e| e.to_string())?;
             wait_for(&mut ws, |text| text.starts_with("431")).await?;
@@ -76,7 +76,9 @@ async fn wait_for(ws: &mut Ws, done: impl Fn(&str) -> bool) -> Result<(), String
             .map_err(|_| "no answer from the server".to_string())?;
         match frame {
             Some(Ok(Message::Text(text))) if done(&text) => return Ok(()),
-            Some(Ok(Message::Text(text))) if text.contains("\"error\"") => return Err(text),
+            Some(Ok(Message::Text(text))) if text.contains("\"error\"") => {
+                return Err(text.to_string())
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed".into()),
@@ -162,7 +164,9 @@ impl Publisher {
                     .map_err(|e| e.to_string())
             }
             Publisher::SocketIo(ws) => ws
-                .send(Message::Text(format!("42[\"publish\",\"{ROOM}\",{body}]")))
+                .send(Message::Text(
+                    format!("42[\"publish\",\"{ROOM}\",{body}]").into(),
+                ))
                 .await
                 .map_err(|e| e.to_string()),
         }
@@ -366,7 +370,7 @@ pub async fn resume_cost(
 /// Sends a request and returns the reply frame with its id (skipping the rest).
 async fn request(ws: &mut Ws, text: &str) -> Result<String, String> {
     let id = number_after(text, "\"id\":").ok_or("request without id")?;
-    ws.send(Message::Text(text.to_string()))
+    ws.send(Message::Text(text.into()))
         .await
         .map_err(|e| e.to_string())?;
     loop {
@@ -375,7 +379,7 @@ async fn request(ws: &mut Ws, text: &str) -> Result<String, String> {
             .map_err(|_| "no reply".to_string())?;
         match frame {
             Some(Ok(Message::Text(reply))) if number_after(&reply, "\"id\":") == Some(id) => {
-                return Ok(reply)
+                return Ok(reply.to_string())
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.to_string()),
