@@ -119,7 +119,7 @@ async fn websocket(
         .on_upgrade(move |socket| crate::ws::serve(socket, bridge, peer.to_string(), permit))
 }
 
-const BROWSER_READ_BUFFER: usize = 1024;
+const BROWSER_READ_BUFFER: usize = 256;
 
 fn origin_allowed(origin: Option<&str>, allowed: &[String], required: bool) -> Result<(), String> {
     match origin {

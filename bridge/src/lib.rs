@@ -15,6 +15,7 @@ mod pump;
 mod retained;
 mod room_index;
 mod rooms;
+mod sockets;
 mod sse;
 pub mod store;
 pub mod topic;
@@ -32,6 +33,7 @@ pub use protocol::JSON_SUBPROTOCOL;
 use hub::Hub;
 use pump::RouterPublisher;
 use retained::RetainedView;
+use sockets::OpenSockets;
 use store::{spawn_writer, RetainedStore, StoreWriter, StoredRetained};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct BridgeState {
     publisher: RouterPublisher,
     events: EventFeed,
     connections: Arc<Semaphore>,
+    /// Open `/ws` connections, closed together at shutdown.
+    sockets: Arc<OpenSockets>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -93,12 +97,21 @@ impl Bridge {
             let flush_every = std::time::Duration::from_millis(config.storage.flush_ms);
             spawn_writer(store.clone(), view, changes, flush_every, writer_stop)
         });
+        let sockets = Arc::new(OpenSockets::default());
+        let mut stopping = shutdown.clone();
+        let to_close = sockets.clone();
+        tokio::spawn(async move {
+            if stopping.wait_for(|stop| *stop).await.is_ok() {
+                to_close.close_all();
+            }
+        });
         Ok(Bridge {
             state: BridgeState {
                 hub,
                 publisher,
                 events,
                 connections: Arc::new(Semaphore::new(config.bridge.max_connections)),
+                sockets,
                 shutdown,
             },
             store,

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use metrics::counter;
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use std::task::{Context, Poll};
 
 use crate::message::Message;
 
@@ -85,8 +86,8 @@ struct State {
 
 pub struct OutboundQueue {
     state: Mutex<State>,
-    wake: Notify,
-    closed_flag: watch::Sender<bool>,
+    /// The one consumer (the connection's task), woken by pushes and by a close.
+    consumer: AtomicWaker,
     limits: QueueLimits,
 }
 
@@ -104,8 +105,7 @@ impl OutboundQueue {
                 last_progress: Instant::now(),
                 closed: None,
             }),
-            wake: Notify::new(),
-            closed_flag: watch::channel(false).0,
+            consumer: AtomicWaker::new(),
             limits,
         }
     }
@@ -176,7 +176,7 @@ impl OutboundQueue {
             self.close_slow("too many messages queued for the client");
             return;
         }
-        self.wake.notify_one();
+        self.consumer.wake();
     }
 
     /// Closes the queue if it has not moved for the stall timeout (called on a timer:
@@ -219,53 +219,52 @@ impl OutboundQueue {
             state.queued_bytes = state.entries.iter().flatten().map(Outgoing::size).sum();
         }
         drop(state);
-        self.closed_flag.send_replace(true);
-        self.wake.notify_one();
-    }
-
-    /// Resolves once the queue is closed (slow consumer, abuse, shutdown).
-    pub async fn wait_closed(&self) {
-        let mut closed = self.closed_flag.subscribe();
-        let _ = closed.wait_for(|c| *c).await;
-    }
-
-    pub fn closed(&self) -> Option<(u16, String)> {
-        self.state.lock().closed.clone()
+        self.consumer.wake();
     }
 
     /// Waits for entries (or a close) and moves up to `max` of them into `out`.
     /// Returns the close code and reason once the queue is closed.
     pub async fn next_batch(&self, out: &mut Vec<Outgoing>, max: usize) -> Option<(u16, String)> {
-        loop {
-            {
-                let mut state = self.state.lock();
-                while out.len() < max {
-                    let Some(slot) = state.entries.pop_front() else {
-                        break;
-                    };
-                    state.head_seq += 1;
-                    if let Some(entry) = slot {
-                        state.queued_entries -= 1;
-                        state.queued_bytes -= entry.size();
-                        if matches!(entry, Outgoing::Message { .. }) {
-                            state.queued_messages -= 1;
-                        }
-                        out.push(entry);
-                    }
+        std::future::poll_fn(|cx| self.poll_take(cx, out, max)).await
+    }
+
+    /// Moves up to `max` entries into `out` (ready with `None`), or, once the queue is
+    /// closed and drained, is ready with the close code and reason. Pending (until a
+    /// push or a close) when there is nothing to take.
+    pub fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Outgoing>,
+        max: usize,
+    ) -> Poll<Option<(u16, String)>> {
+        // Registered before looking, so a push in between is not missed.
+        self.consumer.register(cx.waker());
+        let mut state = self.state.lock();
+        while out.len() < max {
+            let Some(slot) = state.entries.pop_front() else {
+                break;
+            };
+            state.head_seq += 1;
+            if let Some(entry) = slot {
+                state.queued_entries -= 1;
+                state.queued_bytes -= entry.size();
+                if matches!(entry, Outgoing::Message { .. }) {
+                    state.queued_messages -= 1;
                 }
-                state.last_progress = Instant::now();
-                if state.conflating && state.queued_messages <= self.limits.conflate_after / 2 {
-                    state.conflating = false;
-                    state.latest.clear();
-                }
-                if !out.is_empty() {
-                    return None;
-                }
-                if let Some(closed) = &state.closed {
-                    return Some(closed.clone());
-                }
+                out.push(entry);
             }
-            self.wake.notified().await;
+        }
+        state.last_progress = Instant::now();
+        if state.conflating && state.queued_messages <= self.limits.conflate_after / 2 {
+            state.conflating = false;
+            state.latest.clear();
+        }
+        if !out.is_empty() {
+            return Poll::Ready(None);
+        }
+        match &state.closed {
+            Some(closed) => Poll::Ready(Some(closed.clone())),
+            None => Poll::Pending,
         }
     }
 }

@@ -1,19 +1,24 @@
-//! `GET /ws`: one browser connection speaking rooms protocol v1. The reader handles
-//! requests; a separate writer task drains the connection's outbound queue, so a
-//! slow reader never blocks the fan-out.
+//! `GET /ws`: one browser connection speaking rooms protocol v1, served by one task
+//! that reads requests, drains the connection's outbound queue into the socket as
+//! far as the socket takes it, and sends heartbeats. A client that does not read
+//! never blocks the fan-out: its queue conflates, then closes.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use axum::Error as WsError;
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, Stream};
 use metrics::{counter, gauge, histogram};
 use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, info};
 
 use crate::hub::{to_bytes, ConnId, Member, StartAt};
@@ -23,125 +28,193 @@ use crate::rooms::{resolve, RoomSpec};
 use crate::topic::{matches, valid_topic};
 use crate::BridgeState;
 
-/// Frames the writer sends per batch before flushing.
+/// Queue entries taken per step before the socket is written.
 const WRITE_BATCH: usize = 256;
-/// How long the writer may take to deliver a close frame before the socket is dropped.
+/// How long a closing connection may take to deliver its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Window over which errors are counted for `max_errors`.
 const ERROR_WINDOW: Duration = Duration::from_secs(10);
 
-pub async fn serve(
+/// The connection's state is boxed before its task's future is made, so the task
+/// holds a pointer and the small loop future, not the socket.
+pub fn serve(
     socket: WebSocket,
     state: BridgeState,
     peer: String,
-    _permit: OwnedSemaphorePermit,
-) {
-    let hub = state.hub.clone();
-    let config = hub.config();
-    let conn = hub.next_conn_id();
-    let session: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-    let queue = Arc::new(OutboundQueue::new(QueueLimits::from_config(&config.bridge)));
-    let member = Arc::new(Member {
-        queue: queue.clone(),
-        session: session.clone(),
-        user: None,
-    });
-    let (sink, mut stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, queue.clone()));
-    gauge!("switchboard_bridge_connections").increment(1.0);
-    info!(session = %session, %peer, "browser connected");
-
-    let limits = Limits {
-        max_frame: config.bridge.max_frame.as_usize(),
-        max_rooms: config.bridge.max_rooms_per_connection,
-        max_requests_per_sec: config.bridge.max_requests_per_sec,
-        max_payload: config.mqtt.max_payload.as_usize(),
-    };
-    queue.push_frame(to_bytes(&json!({
-        "type": "welcome",
-        "session": &*session,
-        "heartbeat_ms": config.bridge.heartbeat_ms,
-        "limits": limits,
-    })));
-
-    let mut connection = Connection {
-        state: state.clone(),
-        conn,
-        member,
-        rooms: HashMap::new(),
-        bucket: TokenBucket::new(config.bridge.max_requests_per_sec),
-        errors: Vec::new(),
-    };
-    let heartbeat = Duration::from_millis(config.bridge.heartbeat_ms);
-    let heartbeat_timeout = Duration::from_millis(config.bridge.heartbeat_timeout_ms);
-    let mut ping_timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    let mut last_heard = Instant::now();
-    let mut shutdown = state.shutdown.clone();
-
-    let reason: String = loop {
-        tokio::select! {
-            frame = stream.next() => {
-                last_heard = Instant::now();
-                match frame {
-                    Some(Ok(WsMessage::Text(text))) => connection.handle_text(&text),
-                    Some(Ok(WsMessage::Binary(_))) => connection.error(None, ErrorCode::Unsupported, "binary frames need the switchboard.v1.msgpack subprotocol, which this server does not offer yet"),
-                    Some(Ok(WsMessage::Close(_))) | None => break "client closed".into(),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("Space limit") {
-                            queue.close(1009, "frame too large");
-                        }
-                        break format!("read error: {text}");
-                    }
-                }
-                if let Some((code, why)) = queue.closed() {
-                    break format!("closed {code}: {why}");
-                }
-            }
-            _ = ping_timer.tick() => {
-                if last_heard.elapsed() > heartbeat + heartbeat_timeout {
-                    queue.close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings");
-                    break "heartbeat timeout".into();
-                }
-                queue.check_stalled();
-                queue.push_ping();
-            }
-            _ = shutdown.changed() => {
-                queue.close(close_code::GOING_AWAY, "server shutting down");
-                break "server shutting down".into();
-            }
-            _ = queue.wait_closed() => {
-                let (code, why) = queue.closed().unwrap_or((close_code::NORMAL, String::new()));
-                break format!("closed {code}: {why}");
-            }
-        }
-    };
-
-    for room in connection.rooms.keys() {
-        hub.leave(conn, room);
+    permit: OwnedSemaphorePermit,
+) -> impl std::future::Future<Output = ()> + Send {
+    let mut browser = Box::new(Browser::open(socket, state, peer, permit));
+    async move {
+        let reason = browser.run().await;
+        browser.finish(&reason);
     }
-    queue.close(close_code::NORMAL, "bye");
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
-    gauge!("switchboard_bridge_connections").decrement(1.0);
-    info!(session = %session, %peer, reason, "browser disconnected");
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, queue: Arc<OutboundQueue>) {
-    let mut batch = Vec::new();
-    loop {
-        if let Some((code, reason)) = queue.next_batch(&mut batch, WRITE_BATCH).await {
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            let _ =
-                tokio::time::timeout(CLOSE_GRACE, sink.send(WsMessage::Close(Some(frame)))).await;
-            return;
+/// One browser connection: its socket, its side of the protocol, and what is being
+/// written. Boxed: tens of thousands are held at once.
+struct Browser {
+    socket: WebSocket,
+    connection: Connection,
+    queue: Arc<OutboundQueue>,
+    /// Taken from the queue, not yet handed to the socket.
+    batch: Vec<Outgoing>,
+    /// When each room message handed to the socket since the last flush arrived.
+    delivered: Vec<Instant>,
+    unflushed: bool,
+    ping: Interval,
+    last_heard: Instant,
+    /// False once a read failed: only the close frame is still to be written.
+    reading: bool,
+    closing_since: Option<Instant>,
+    close_sent: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What woke the connection's task.
+enum Event {
+    Frame(Option<Result<WsMessage, WsError>>),
+    Tick,
+    /// The queue closed and the close frame is out (or could not be written).
+    Closed(String),
+}
+
+impl Browser {
+    fn open(
+        socket: WebSocket,
+        state: BridgeState,
+        peer: String,
+        permit: OwnedSemaphorePermit,
+    ) -> Browser {
+        let hub = state.hub.clone();
+        let config = hub.config();
+        let conn = hub.next_conn_id();
+        let session: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+        let queue = Arc::new(OutboundQueue::new(QueueLimits::from_config(&config.bridge)));
+        let member = Arc::new(Member {
+            queue: queue.clone(),
+            session: session.clone(),
+            user: None,
+        });
+        gauge!("switchboard_bridge_connections").increment(1.0);
+        info!(session = %session, %peer, "browser connected");
+        let limits = Limits {
+            max_frame: config.bridge.max_frame.as_usize(),
+            max_rooms: config.bridge.max_rooms_per_connection,
+            max_requests_per_sec: config.bridge.max_requests_per_sec,
+            max_payload: config.mqtt.max_payload.as_usize(),
+        };
+        queue.push_frame(to_bytes(&json!({
+            "type": "welcome",
+            "session": &*session,
+            "heartbeat_ms": config.bridge.heartbeat_ms,
+            "limits": limits,
+        })));
+        state.sockets.add(conn, &queue);
+        let heartbeat = Duration::from_millis(config.bridge.heartbeat_ms);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Browser {
+            socket,
+            connection: Connection {
+                state,
+                conn,
+                member,
+                rooms: HashMap::new(),
+                bucket: TokenBucket::new(config.bridge.max_requests_per_sec),
+                errors: Vec::new(),
+            },
+            queue,
+            batch: Vec::new(),
+            delivered: Vec::new(),
+            unflushed: false,
+            ping,
+            last_heard: Instant::now(),
+            reading: true,
+            closing_since: None,
+            close_sent: false,
+            _permit: permit,
         }
-        let mut delivered = Vec::new();
-        for entry in batch.drain(..) {
+    }
+
+    /// Serves until the client leaves or the queue closes; returns why it ended.
+    async fn run(&mut self) -> String {
+        loop {
+            match poll_fn(|cx| self.poll_event(cx)).await {
+                Event::Frame(frame) => {
+                    self.last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(WsMessage::Text(text))) => self.connection.handle_text(&text),
+                        Some(Ok(WsMessage::Binary(_))) => self.connection.error(None, ErrorCode::Unsupported, "binary frames need the switchboard.v1.msgpack subprotocol, which this server does not offer yet"),
+                        Some(Ok(WsMessage::Close(_))) | None => return "client closed".into(),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            if !(text.contains("too long") || text.contains("Space limit")) {
+                                return format!("read error: {text}");
+                            }
+                            // Tell the client why before closing.
+                            self.reading = false;
+                            self.queue.close(1009, "frame too large");
+                        }
+                    }
+                }
+                Event::Tick => {
+                    if let Some(since) = self.closing_since {
+                        if since.elapsed() > CLOSE_GRACE {
+                            return "close frame not taken in time".into();
+                        }
+                    } else if self.last_heard.elapsed() > self.heartbeat_deadline() {
+                        self.queue
+                            .close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings");
+                    } else {
+                        self.queue.check_stalled();
+                        self.queue.push_ping();
+                    }
+                }
+                Event::Closed(why) => return why,
+            }
+        }
+    }
+
+    /// How long the client may stay silent: a heartbeat period and the timeout.
+    fn heartbeat_deadline(&self) -> Duration {
+        let bridge = &self.connection.state.hub.config().bridge;
+        Duration::from_millis(bridge.heartbeat_ms + bridge.heartbeat_timeout_ms)
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Poll::Ready(closed) = self.poll_write(cx) {
+            return Poll::Ready(Event::Closed(closed));
+        }
+        if self.reading && self.closing_since.is_none() {
+            if let Poll::Ready(frame) = Pin::new(&mut self.socket).poll_next(cx) {
+                return Poll::Ready(Event::Frame(frame));
+            }
+        }
+        if self.ping.poll_tick(cx).is_ready() {
+            return Poll::Ready(Event::Tick);
+        }
+        Poll::Pending
+    }
+
+    /// Moves queued entries into the socket while it takes them and flushes when the
+    /// queue is empty. Ready (with why) once the connection is done writing: the queue
+    /// closed and its close frame went out, or the socket failed.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<String> {
+        loop {
+            if self.batch.is_empty() {
+                match self.queue.poll_take(cx, &mut self.batch, WRITE_BATCH) {
+                    Poll::Ready(None) => self.batch.reverse(),
+                    Poll::Ready(Some((code, reason))) => return self.poll_close(cx, code, reason),
+                    Poll::Pending => return self.poll_flush(cx),
+                }
+            }
+            if let Err(e) = ready!(Pin::new(&mut self.socket).poll_ready(cx)) {
+                return Poll::Ready(format!("write error: {e}"));
+            }
+            let Some(entry) = self.batch.pop() else {
+                continue;
+            };
             let message = match entry {
                 Outgoing::Frame(frame) => text(frame),
                 Outgoing::Ping => WsMessage::Ping(Bytes::new()),
@@ -151,7 +224,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, queue: Arc<Outbou
                     room,
                     conflated,
                 } => {
-                    delivered.push(message.arrived);
+                    self.delivered.push(message.arrived);
                     if conflated {
                         text(message.frame(&room, true))
                     } else {
@@ -159,20 +232,85 @@ async fn write_loop(mut sink: SplitSink<WebSocket, WsMessage>, queue: Arc<Outbou
                     }
                 }
             };
-            if sink.feed(message).await.is_err() {
-                return;
+            if let Err(e) = Pin::new(&mut self.socket).start_send(message) {
+                return Poll::Ready(format!("write error: {e}"));
             }
+            self.unflushed = true;
         }
-        if sink.flush().await.is_err() {
-            return;
+    }
+
+    /// Pending while the flush is; a failed flush ends the connection.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<String> {
+        if !self.unflushed {
+            return Poll::Pending;
         }
-        if !delivered.is_empty() {
-            counter!("switchboard_bridge_messages_out_total").increment(delivered.len() as u64);
+        if let Err(e) = ready!(Pin::new(&mut self.socket).poll_flush(cx)) {
+            return Poll::Ready(format!("write error: {e}"));
+        }
+        self.unflushed = false;
+        if !self.delivered.is_empty() {
+            counter!("switchboard_bridge_messages_out_total")
+                .increment(self.delivered.len() as u64);
             let latency = histogram!("switchboard_bridge_delivery_seconds");
-            for arrived in delivered {
+            for arrived in self.delivered.drain(..) {
                 latency.record(arrived.elapsed().as_secs_f64());
             }
+            if self.delivered.capacity() > WRITE_BATCH {
+                self.delivered = Vec::new();
+            }
         }
+        if self.batch.capacity() > WRITE_BATCH {
+            self.batch = Vec::new();
+        }
+        Poll::Pending
+    }
+
+    /// Sends the close frame (replies queued before it are already out).
+    fn poll_close(&mut self, cx: &mut Context<'_>, code: u16, reason: String) -> Poll<String> {
+        let why = format!("closed {code}: {reason}");
+        if self.closing_since.is_none() {
+            self.closing_since = Some(Instant::now());
+            // Others see it leave now, not after the closing handshake.
+            self.connection.leave_rooms();
+        }
+        if !self.close_sent {
+            if ready!(Pin::new(&mut self.socket).poll_ready(cx)).is_err() {
+                return Poll::Ready(why);
+            }
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            if Pin::new(&mut self.socket)
+                .start_send(WsMessage::Close(Some(frame)))
+                .is_err()
+            {
+                return Poll::Ready(why);
+            }
+            self.close_sent = true;
+        }
+        if ready!(Pin::new(&mut self.socket).poll_flush(cx)).is_err() {
+            return Poll::Ready(why);
+        }
+        // The closing handshake: read (and drop) until the client's own close ends
+        // the stream. Closing the socket with its frames unread would send a reset,
+        // which can destroy our close frame before the client reads it.
+        while self.reading {
+            match ready!(Pin::new(&mut self.socket).poll_next(cx)) {
+                Some(Ok(_)) => continue,
+                _ => self.reading = false,
+            }
+        }
+        Poll::Ready(why)
+    }
+
+    fn finish(&mut self, reason: &str) {
+        self.connection.leave_rooms();
+        let connection = &self.connection;
+        connection.state.sockets.remove(connection.conn);
+        self.queue.close(close_code::NORMAL, "bye");
+        gauge!("switchboard_bridge_connections").decrement(1.0);
+        info!(session = %connection.member.session, reason, "browser disconnected");
     }
 }
 
@@ -191,6 +329,12 @@ struct Connection {
 }
 
 impl Connection {
+    fn leave_rooms(&mut self) {
+        for (room, _) in self.rooms.drain() {
+            self.state.hub.leave(self.conn, &room);
+        }
+    }
+
     fn send(&self, value: &Value) {
         self.member.queue.push_frame(to_bytes(value));
     }

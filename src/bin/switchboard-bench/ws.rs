@@ -43,7 +43,7 @@ async fn join(
         Peer::Switchboard => format!("ws://{http}/ws"),
         Peer::Socketio => format!("ws://{http}/socket.io/?EIO=4&transport=websocket"),
     };
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+    let (mut ws, _) = handshake(url, stream)
         .await
         .map_err(|e| format!("websocket: {e}"))?;
     match peer {
@@ -140,9 +140,7 @@ impl Publisher {
             Peer::Socketio => {
                 let stream = net::connect(http, None).await.map_err(|e| e.to_string())?;
                 let url = format!("ws://{http}/socket.io/?EIO=4&transport=websocket");
-                let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (mut ws, _) = handshake(url, stream).await.map_err(|e| e.to_string())?;
                 wait_for(&mut ws, |t| t.starts_with('0')).await?;
                 ws.send(Message::Text("40".into()))
                     .await
@@ -322,7 +320,7 @@ pub async fn resume_cost(
     for &gap in gaps {
         let room = format!("bench/resume/{gap}/#");
         let stream = net::connect(http, None).await.map_err(|e| e.to_string())?;
-        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{http}/ws"), stream)
+        let (mut ws, _) = handshake(format!("ws://{http}/ws"), stream)
             .await
             .map_err(|e| e.to_string())?;
         let joined = request(
@@ -349,7 +347,7 @@ pub async fn resume_cost(
             .map_err(|e| e.to_string())?;
         tokio::time::sleep(Duration::from_millis(300 + gap as u64 / 50)).await;
         let stream = net::connect(http, None).await.map_err(|e| e.to_string())?;
-        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{http}/ws"), stream)
+        let (mut ws, _) = handshake(format!("ws://{http}/ws"), stream)
             .await
             .map_err(|e| e.to_string())?;
         let since = format!("{{\"type\":\"join\",\"id\":2,\"room\":\"{room}\",\"since\":{{\"epoch\":\"{epoch}\",\"offset\":\"{offset}\"}}}}");
@@ -393,6 +391,25 @@ fn string_after(text: &str, key: &str) -> Option<String> {
     let at = text.find(key)? + key.len();
     let end = text[at..].find('"')?;
     Some(text[at..at + end].to_string())
+}
+
+/// The WebSocket handshake with a browser-sized read buffer: tungstenite's default
+/// (128 KiB, zeroed before every read) would make thousands of clients measure
+/// themselves rather than the server.
+async fn handshake(
+    url: String,
+    stream: tokio::net::TcpStream,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await
 }
 
 #[cfg(test)]
