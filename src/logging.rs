@@ -13,8 +13,13 @@ pub fn init(config: &LogConfig) {
     // rumqttd opens an error-level span for every packet it routes; formatting their
     // fields, and even registering them, cost the router thread a fifth of its time
     // under load. Filtered globally, they are never created; its events still log.
-    let no_router_spans =
+    let mut no_router_spans =
         filter_fn(|meta| !(meta.is_span() && meta.target().starts_with("rumqttd")));
+    // Without a hint the global filter would leave the maximum level at TRACE, and
+    // every `log` record of tungstenite (one per frame) would be built and dispatched.
+    if let Some(max) = filter.max_level_hint() {
+        no_router_spans = no_router_spans.with_max_level_hint(max);
+    }
     let format = match config.format {
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

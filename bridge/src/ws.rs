@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use axum::Error as WsError;
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Interval, MissedTickBehavior};
@@ -249,9 +249,8 @@ impl Browser {
         }
         self.unflushed = false;
         if !self.delivered.is_empty() {
-            counter!("switchboard_bridge_messages_out_total")
-                .increment(self.delivered.len() as u64);
-            let latency = histogram!("switchboard_bridge_delivery_seconds");
+            let (delivered, latency) = delivery_metrics();
+            delivered.increment(self.delivered.len() as u64);
             for arrived in self.delivered.drain(..) {
                 latency.record(arrived.elapsed().as_secs_f64());
             }
@@ -312,6 +311,17 @@ impl Browser {
         gauge!("switchboard_bridge_connections").decrement(1.0);
         info!(session = %connection.member.session, reason, "browser disconnected");
     }
+}
+
+/// Looked up once: every flush of every connection records them.
+fn delivery_metrics() -> &'static (Counter, Histogram) {
+    static METRICS: OnceLock<(Counter, Histogram)> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        (
+            counter!("switchboard_bridge_messages_out_total"),
+            histogram!("switchboard_bridge_delivery_seconds"),
+        )
+    })
 }
 
 /// Frames are JSON we encoded ourselves (UTF-8); the check is a scan, not a copy.
