@@ -17,6 +17,14 @@ use switchboard_config::Config;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Memory freed after a burst (a flood's router batches) goes back to the system
+/// within about a second, by a background thread, instead of staying resident until
+/// later allocations happen to purge it. `_RJEM_MALLOC_CONF` still overrides it.
+#[export_name = "_rjem_malloc_conf"]
+/// (A thin pointer to a NUL-terminated string, as jemalloc reads `malloc_conf`.)
+pub static MALLOC_CONF: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",

@@ -20,6 +20,9 @@ use crate::hub::Hub;
 /// `block_in_place` then.
 const ROUTER_HIGH_WATER: usize = 800;
 
+/// Messages between two progress reports to the publisher pacing.
+const PROGRESS_EVERY: u64 = 1024;
+
 /// Publishes browser messages into the router.
 #[derive(Clone)]
 pub struct RouterPublisher {
@@ -71,6 +74,7 @@ pub fn start(
         .map_err(|e| format!("cannot subscribe the bridge link: {e}"))?;
 
     let pump_hub = hub.clone();
+    let pacing_links = links.clone();
     tokio::spawn(async move {
         let mut scratch = Vec::new();
         loop {
@@ -83,9 +87,15 @@ pub fn start(
             };
             let mut next = first;
             let mut unscheduled = false;
+            let mut forwarded = 0;
             loop {
                 match next.take() {
                     Some(Notification::Forward(forward)) => {
+                        forwarded += 1;
+                        if forwarded == PROGRESS_EVERY {
+                            pacing_links.pacing().forwarded(forwarded);
+                            forwarded = 0;
+                        }
                         let publish = forward.publish;
                         match std::str::from_utf8(&publish.topic) {
                             Ok(topic) => {
@@ -102,6 +112,7 @@ pub fn start(
                     _ => break,
                 }
             }
+            pacing_links.pacing().forwarded(forwarded);
             if unscheduled && rx.wake().await.is_err() {
                 error!("bridge link lost while waking it");
                 return;

@@ -633,6 +633,7 @@ impl<I: MqttIo> Connection<I> {
             .as_ref()
             .is_some_and(|link| link.tx.buffer().len() > INCOMING_HIGH_WATER)
             || self.edge.links.router_backlog() > ROUTER_HIGH_WATER
+            || self.edge.links.pacing().is_behind()
     }
 
     /// Decodes every whole packet in `buf` and hands them to the router in one go.
@@ -656,6 +657,11 @@ impl<I: MqttIo> Connection<I> {
         }
         if !batch.is_empty() {
             self.packets_in.increment(batch.len() as u64);
+            let for_bridge = batch
+                .iter()
+                .filter(|p| matches!(p, Packet::Publish(publish, _) if !publish.topic.starts_with(b"$")))
+                .count();
+            self.edge.links.pacing().handed(for_bridge as u64);
             if !self.ensure_link().await || !self.send_to_router(batch) {
                 return Err(End::RouterGone);
             }

@@ -12,6 +12,7 @@ mod connect;
 mod connection;
 pub mod events;
 mod listener;
+pub mod pacing;
 pub mod packet;
 pub mod router;
 mod sessions;

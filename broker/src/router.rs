@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::pacing::Pacing;
+
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Notification, Router};
 use switchboard_config::Config;
@@ -32,6 +34,7 @@ pub struct LinkOpenError(pub String);
 pub struct LinkFactory {
     open: Arc<OpenFn>,
     backlog: Arc<BacklogFn>,
+    pacing: Arc<Pacing>,
 }
 
 impl LinkFactory {
@@ -62,6 +65,11 @@ impl LinkFactory {
     pub fn router_backlog(&self) -> usize {
         (self.backlog)()
     }
+
+    /// How far forwarding is behind what publishers handed the router.
+    pub fn pacing(&self) -> &Pacing {
+        &self.pacing
+    }
 }
 
 /// Starts the router thread configured from `config`.
@@ -85,5 +93,6 @@ pub fn spawn_router(config: &Config) -> LinkFactory {
                 .map_err(|e| LinkOpenError(e.to_string()))
         }),
         backlog: Arc::new(move || backlog_tx.len()),
+        pacing: Arc::new(Pacing::new(config.router.pace_after)),
     }
 }

@@ -293,6 +293,10 @@ pub struct RouterConfig {
     /// Messages the router hands a QoS 0 subscriber per read, and retained messages
     /// a new QoS 0 subscription receives at most.
     pub max_outgoing_batch: u64,
+    /// Messages handed to the router but not yet forwarded to the bridge's `#`
+    /// subscription above which publishers' sockets are paused (0: never). Keeps
+    /// subscribers within the router's logs under a flood instead of losing messages.
+    pub pace_after: u64,
 }
 
 impl Default for RouterConfig {
@@ -301,6 +305,7 @@ impl Default for RouterConfig {
             segment_size: ByteSize(4 * 1024 * 1024),
             segment_count: 4,
             max_outgoing_batch: 1_000_000,
+            pace_after: 50_000,
         }
     }
 }
