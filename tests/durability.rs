@@ -178,13 +178,31 @@ async fn beyond_the_window_or_after_a_restart_resume_is_not_recovered_and_state_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn history_survives_a_graceful_restart_under_the_same_epoch() {
+    history_across_a_restart(false).await;
+}
+
+/// The bridge's own `#` subscription receives every retained message again at start
+/// (retained-on-subscribe); those are not news and must not enter history or rooms.
+#[tokio::test(flavor = "multi_thread")]
+async fn retained_messages_are_not_replayed_as_news_after_a_restart() {
+    history_across_a_restart(true).await;
+}
+
+/// 20 messages on `keep/h` (retained or not), a restart, one more: a browser that
+/// joined before resumes with exactly those 21, in order, under the same epoch.
+async fn history_across_a_restart(retain: bool) {
     let mut sb = Switchboard::start("");
     let mut browser = Browser::connect(sb.ports.http).await;
     let joined = browser.join("keep/#").await;
     let position = json!({"epoch": joined["epoch"], "offset": joined["offset"]});
     drop(browser);
     for n in 1..=20 {
-        publish(sb.ports.tcp, &["-t", "keep/h", "-m", &n.to_string()]);
+        let payload = n.to_string();
+        let mut args = vec!["-t", "keep/h", "-m", &payload];
+        if retain {
+            args.push("-r");
+        }
+        publish(sb.ports.tcp, &args);
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sb.stop(), Some(0));

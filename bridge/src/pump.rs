@@ -90,6 +90,10 @@ pub fn start(
             let mut forwarded = 0;
             loop {
                 match next.take() {
+                    // Retained messages the router hands a new subscription (its
+                    // `#` at start: everything restored) come without a log cursor.
+                    // They are not news: the retained view already has them.
+                    Some(Notification::Forward(forward)) if forward.cursor.is_none() => {}
                     Some(Notification::Forward(forward)) => {
                         forwarded += 1;
                         if forwarded == PROGRESS_EVERY {
