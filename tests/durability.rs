@@ -195,7 +195,6 @@ async fn history_across_a_restart(retain: bool) {
     let mut browser = Browser::connect(sb.ports.http).await;
     let joined = browser.join("keep/#").await;
     let position = json!({"epoch": joined["epoch"], "offset": joined["offset"]});
-    drop(browser);
     for n in 1..=20 {
         let payload = n.to_string();
         let mut args = vec!["-t", "keep/h", "-m", &payload];
@@ -204,7 +203,10 @@ async fn history_across_a_restart(retain: bool) {
         }
         publish(sb.ports.tcp, &args);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Pushed to the browser means appended to the history first.
+    let live = browser.pushes_of("message", 20, 5 * SECOND).await;
+    assert_eq!(live.len(), 20, "{live:?}");
+    drop(browser);
     assert_eq!(sb.stop(), Some(0));
     sb.launch();
     publish(sb.ports.tcp, &["-t", "keep/h", "-m", "21"]);

@@ -315,10 +315,7 @@ async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<Box<Live<I>>
                         _
                     ))
                 ) && !accepted.clean_start;
-                link = Some(Box::new(RouterLink {
-                    tx: link_tx,
-                    rx: link_rx,
-                }));
+                link = Some(RouterLink::new(link_tx, link_rx));
             }
             Err(e) => {
                 let detail = format!("router refused the link: {e}");
@@ -662,7 +659,15 @@ impl<I: MqttIo> Connection<I> {
                 .filter(|p| matches!(p, Packet::Publish(publish, _) if !publish.topic.starts_with(b"$")))
                 .count();
             self.edge.links.pacing().handed(for_bridge as u64);
-            if !self.ensure_link().await || !self.send_to_router(batch) {
+            if !self.ensure_link().await {
+                return Err(End::RouterGone);
+            }
+            if let Some(link) = self.link.as_mut() {
+                batch
+                    .iter()
+                    .for_each(|packet| link.count_subscriptions(packet));
+            }
+            if !self.send_to_router(batch) {
                 return Err(End::RouterGone);
             }
         }
@@ -833,7 +838,7 @@ impl<I: MqttIo> Connection<I> {
         }
         match self.edge.links.open(self.client_id.to_string(), true).await {
             Ok((tx, rx, _connack)) => {
-                self.link = Some(Box::new(RouterLink { tx, rx }));
+                self.link = Some(RouterLink::new(tx, rx));
                 true
             }
             Err(e) => {
@@ -851,6 +856,13 @@ impl<I: MqttIo> Connection<I> {
         let mut acks_for_router = Vec::new();
         loop {
             if let Some(notification) = next.take() {
+                if self
+                    .link
+                    .as_mut()
+                    .is_some_and(|link| link.skipped(&notification))
+                {
+                    self.edge.links.pacing().lost();
+                }
                 match Option::<Packet>::from(notification) {
                     None => unscheduled = true,
                     Some(Packet::Disconnect(disconnect, _)) => {
@@ -1004,6 +1016,49 @@ impl<I: MqttIo> Connection<I> {
 struct RouterLink {
     tx: LinkTx,
     rx: LinkRx,
+    /// Filters subscribed through this link; loss is detected with exactly one.
+    subscriptions: usize,
+    /// Log offset of the last message forwarded (one filter: they follow each other).
+    last_offset: Option<u64>,
+}
+
+impl RouterLink {
+    fn new(tx: LinkTx, rx: LinkRx) -> Box<RouterLink> {
+        Box::new(RouterLink {
+            tx,
+            rx,
+            subscriptions: 0,
+            last_offset: None,
+        })
+    }
+
+    fn count_subscriptions(&mut self, packet: &Packet) {
+        match packet {
+            Packet::Subscribe(subscribe, _) => {
+                self.subscriptions += subscribe.filters.len();
+                self.last_offset = None;
+            }
+            Packet::Unsubscribe(unsubscribe, _) => {
+                self.subscriptions = self.subscriptions.saturating_sub(unsubscribe.filters.len());
+                self.last_offset = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this forward skipped messages of the (only) filter's log: the router
+    /// dropped them before this subscriber read them.
+    fn skipped(&mut self, notification: &Notification) -> bool {
+        let Notification::Forward(forward) = notification else {
+            return false;
+        };
+        let (Some((_, offset)), 1) = (forward.cursor, self.subscriptions) else {
+            return false;
+        };
+        let skipped = self.last_offset.is_some_and(|last| offset > last + 1);
+        self.last_offset = Some(offset);
+        skipped
+    }
 }
 
 /// The next notification from the router, or never while there is no link. Boxed:

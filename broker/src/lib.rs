@@ -74,6 +74,14 @@ impl Broker {
     /// Spawns the router and the edge's internal link. Call inside the runtime.
     pub fn start(config: Arc<Config>) -> Result<Broker, BrokerError> {
         let links = router::spawn_router(&config);
+        let ticking = links.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(pacing::TICK);
+            loop {
+                tick.tick().await;
+                ticking.pacing().tick();
+            }
+        });
         let events = EventFeed::new(config.storage.write_queue);
         let internal = InternalPublisher::open(&links, events.clone())
             .map_err(|e| BrokerError::Router(e.to_string()))?;

@@ -93,6 +93,9 @@ pub fn spawn_router(config: &Config) -> LinkFactory {
                 .map_err(|e| LinkOpenError(e.to_string()))
         }),
         backlog: Arc::new(move || backlog_tx.len()),
-        pacing: Arc::new(Pacing::new(config.router.pace_after)),
+        pacing: Arc::new(Pacing::new(
+            config.router.pace_after,
+            config.router.pace_on_loss,
+        )),
     }
 }

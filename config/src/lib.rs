@@ -297,6 +297,9 @@ pub struct RouterConfig {
     /// subscription above which publishers' sockets are paused (0: never). Keeps
     /// subscribers within the router's logs under a flood instead of losing messages.
     pub pace_after: u64,
+    /// When a subscriber loses messages anyway, cap the publish rate (AIMD): fewer
+    /// losses under overload, less throughput. Off by default.
+    pub pace_on_loss: bool,
 }
 
 impl Default for RouterConfig {
@@ -306,6 +309,7 @@ impl Default for RouterConfig {
             segment_count: 4,
             max_outgoing_batch: 1_000_000,
             pace_after: 50_000,
+            pace_on_loss: false,
         }
     }
 }
