@@ -160,7 +160,7 @@ impl Browser {
                 }
                 Event::Tick => {
                     if let Some(since) = self.closing_since {
-                        if since.elapsed() > CLOSE_GRACE {
+                        if since.elapsed() >= CLOSE_GRACE {
                             return "close frame not taken in time".into();
                         }
                     } else if self.last_heard.elapsed() > self.heartbeat_deadline() {
@@ -271,6 +271,8 @@ impl Browser {
             self.closing_since = Some(Instant::now());
             // Others see it leave now, not after the closing handshake.
             self.connection.leave_rooms();
+            // The next tick ends the wait for a client that does not read.
+            self.ping.reset_after(CLOSE_GRACE);
         }
         if !self.close_sent {
             if ready!(Pin::new(&mut self.socket).poll_ready(cx)).is_err() {
