@@ -33,6 +33,10 @@ pub struct RouterPublisher {
 impl RouterPublisher {
     /// Hands a QoS 0 publish to the router. True once the router has it.
     pub fn publish(&self, topic: &str, payload: Bytes, retain: bool) -> bool {
+        if !topic.starts_with('$') {
+            // The bridge's own `#` will see it: part of the pacing count.
+            self.links.pacing().handed(1);
+        }
         let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, retain);
         let send = || {
             let mut link = self.link.lock();

@@ -149,7 +149,14 @@ impl Pacing {
     /// The bridge received `count` publishes.
     pub fn forwarded(&self, count: u64) {
         if self.limit > 0 && count > 0 {
-            self.forwarded.fetch_add(count, Ordering::Relaxed);
+            // Never ahead of what was handed: a message from a source that is not
+            // counted must not hide a later gap.
+            let handed = self.handed.load(Ordering::Relaxed);
+            let _ = self
+                .forwarded
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                    Some(f.saturating_add(count).min(handed.max(f)))
+                });
             self.last_progress_ms
                 .store(self.elapsed_ms(), Ordering::Relaxed);
         }
@@ -251,6 +258,17 @@ mod tests {
         pacing.tick();
         pacing.lost();
         assert_eq!(pacing.rate_cap.load(Ordering::Relaxed), UNCAPPED);
+    }
+
+    #[test]
+    fn forwarding_never_runs_ahead_of_what_was_handed() {
+        let pacing = Pacing::new(10, false);
+        pacing.forwarded(1_000);
+        pacing.handed(15);
+        assert!(
+            pacing.is_behind(),
+            "the earlier surplus does not hide the gap"
+        );
     }
 
     #[test]

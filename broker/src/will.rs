@@ -66,6 +66,8 @@ impl Will {
 pub struct InternalPublisher {
     link: Arc<Mutex<LinkTx>>,
     events: EventFeed,
+    /// For the pacing count (wills reach the bridge's `#` like any publish).
+    links: LinkFactory,
 }
 
 impl InternalPublisher {
@@ -93,6 +95,7 @@ impl InternalPublisher {
         Ok(InternalPublisher {
             link: Arc::new(Mutex::new(tx)),
             events,
+            links: links.clone(),
         })
     }
 
@@ -145,6 +148,9 @@ impl InternalPublisher {
                     .as_ref()
                     .and_then(|p| p.message_expiry_interval),
             );
+        }
+        if !will.topic.starts_with(b"$") {
+            self.links.pacing().handed(1);
         }
         let publish = Publish::new(will.topic, will.payload, will.retain);
         let packet = Packet::Publish(publish, will.properties);
