@@ -306,12 +306,18 @@ impl Browser {
     }
 
     fn finish(&mut self, reason: &str) {
+        self.queue.close(close_code::NORMAL, "bye");
+        info!(session = %self.connection.member.session, reason, "browser disconnected");
+    }
+}
+
+/// Also when the task panics: the connection leaves its rooms and the registry.
+impl Drop for Browser {
+    fn drop(&mut self) {
         self.connection.leave_rooms();
         let connection = &self.connection;
         connection.state.sockets.remove(connection.conn);
-        self.queue.close(close_code::NORMAL, "bye");
         gauge!("switchboard_bridge_connections").decrement(1.0);
-        info!(session = %connection.member.session, reason, "browser disconnected");
     }
 }
 

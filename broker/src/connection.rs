@@ -654,19 +654,15 @@ impl<I: MqttIo> Connection<I> {
         }
         if !batch.is_empty() {
             self.packets_in.increment(batch.len() as u64);
-            let for_bridge = batch
-                .iter()
-                .filter(|p| matches!(p, Packet::Publish(publish, _) if !publish.topic.starts_with(b"$")))
-                .count();
-            self.edge.links.pacing().handed(for_bridge as u64);
             if !self.ensure_link().await {
                 return Err(End::RouterGone);
             }
-            if let Some(link) = self.link.as_mut() {
-                batch
-                    .iter()
-                    .for_each(|packet| link.count_subscriptions(packet));
-            }
+            let for_bridge = self
+                .link
+                .as_mut()
+                .map_or(0, |link| link.note_outgoing(&batch));
+            // Counted before the router can forward them (see pacing.rs).
+            self.edge.links.pacing().handed(for_bridge);
             if !self.send_to_router(batch) {
                 return Err(End::RouterGone);
             }
@@ -1032,18 +1028,28 @@ impl RouterLink {
         })
     }
 
-    fn count_subscriptions(&mut self, packet: &Packet) {
-        match packet {
-            Packet::Subscribe(subscribe, _) => {
-                self.subscriptions += subscribe.filters.len();
-                self.last_offset = None;
+    /// Keeps the subscription count for what goes to the router; returns how many of
+    /// the packets are publishes the bridge's `#` will see (not `$` topics).
+    fn note_outgoing(&mut self, batch: &[Packet]) -> u64 {
+        let mut for_bridge = 0;
+        for packet in batch {
+            match packet {
+                Packet::Publish(publish, _) if !publish.topic.starts_with(b"$") => {
+                    for_bridge += 1;
+                }
+                Packet::Subscribe(subscribe, _) => {
+                    self.subscriptions += subscribe.filters.len();
+                    self.last_offset = None;
+                }
+                Packet::Unsubscribe(unsubscribe, _) => {
+                    self.subscriptions =
+                        self.subscriptions.saturating_sub(unsubscribe.filters.len());
+                    self.last_offset = None;
+                }
+                _ => {}
             }
-            Packet::Unsubscribe(unsubscribe, _) => {
-                self.subscriptions = self.subscriptions.saturating_sub(unsubscribe.filters.len());
-                self.last_offset = None;
-            }
-            _ => {}
         }
+        for_bridge
     }
 
     /// Whether this forward skipped messages of the (only) filter's log: the router

@@ -112,123 +112,124 @@ pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
                 }
             },
         };
-        if kind == ListenerKind::Tcp {
-            // Plain TCP, by far the most connections, skips `handle`: the task then
-            // holds nothing but the connection itself.
-            let incoming = Box::new(Incoming {
-                io: ByteStream::new(stream),
-                edge: ctx.edge.clone(),
-                peer,
-                listener: kind.label(),
-                admitted: permit.is_some(),
-                deadline: handshake_deadline(&ctx.edge),
-            });
-            let alive = ctx.alive.clone();
-            tokio::spawn(async move {
-                serve(incoming).await;
-                drop((permit, refusal_slot, alive));
-            });
-        } else {
-            tokio::spawn(handle(
-                stream,
-                peer,
-                kind,
-                tls.clone(),
-                ctx.clone(),
-                permit,
-                refusal_slot,
-            ));
-        }
+        let held = Held {
+            admitted: permit,
+            _refusal_slot: refusal_slot,
+            _alive: ctx.alive.clone(),
+        };
+        let deadline = handshake_deadline(&ctx.edge);
+        let handshake = match (kind, &tls) {
+            (ListenerKind::Tcp, _) => {
+                // Plain TCP, by far the most connections, needs no handshake task:
+                // the connection's task holds nothing but the connection.
+                let incoming = held.incoming(ByteStream::new(stream), &ctx, peer, kind, deadline);
+                tokio::spawn(async move {
+                    serve(incoming).await;
+                    drop(held);
+                });
+                continue;
+            }
+            (ListenerKind::Ws, _) => Handshake::WebSocket,
+            (ListenerKind::Tls, Some(acceptor)) => Handshake::Tls(acceptor.clone()),
+            (ListenerKind::Wss, Some(acceptor)) => Handshake::TlsWebSocket(acceptor.clone()),
+            (_, None) => {
+                error!(
+                    listener = kind.label(),
+                    "secure listener without a TLS acceptor"
+                );
+                continue;
+            }
+        };
+        tokio::spawn(handshake_then_serve(
+            stream,
+            peer,
+            kind,
+            handshake,
+            ctx.clone(),
+            held,
+            deadline,
+        ));
     }
 }
 
-async fn handle(
+/// What a connection holds until it ends: its connection slot (or, refused, its
+/// refusal slot) and the broker's liveness token.
+struct Held {
+    /// `None` when the server is at `max_connections`.
+    admitted: Option<OwnedSemaphorePermit>,
+    _refusal_slot: Option<OwnedSemaphorePermit>,
+    _alive: mpsc::Sender<()>,
+}
+
+impl Held {
+    fn incoming<I: MqttIo>(
+        &self,
+        io: I,
+        ctx: &AcceptContext,
+        peer: SocketAddr,
+        kind: ListenerKind,
+        deadline: Instant,
+    ) -> Box<Incoming<I>> {
+        Box::new(Incoming {
+            io,
+            edge: ctx.edge.clone(),
+            peer,
+            listener: kind.label(),
+            admitted: self.admitted.is_some(),
+            deadline,
+        })
+    }
+}
+
+/// The handshake a listener needs before MQTT starts.
+enum Handshake {
+    WebSocket,
+    Tls(TlsAcceptor),
+    TlsWebSocket(TlsAcceptor),
+}
+
+/// Each transport's handshake is boxed on its own, so that a connection's task holds
+/// only what its transport needs.
+async fn handshake_then_serve(
     stream: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
-    tls: Option<TlsAcceptor>,
+    handshake: Handshake,
     ctx: AcceptContext,
-    permit: Option<OwnedSemaphorePermit>,
-    _refusal_slot: Option<OwnedSemaphorePermit>,
-) {
-    let ctx = &ctx;
-    let _alive = &ctx.alive;
-    let admitted = permit.is_some();
-    let config = &ctx.edge.config.mqtt;
-    let deadline = handshake_deadline(&ctx.edge);
-    let max_ws_message = config.max_payload.as_usize() + 128 * 1024;
-    let label = kind.label();
-    // Each transport's work is boxed on its own, so that a connection's task holds
-    // only what its transport needs (an idle TCP client would otherwise carry room
-    // for a TLS handshake and a WebSocket upgrade).
-    match (kind, tls) {
-        (ListenerKind::Tcp, _) => {
-            run(
-                ByteStream::new(stream),
-                ctx,
-                peer,
-                label,
-                admitted,
-                deadline,
-            )
-            .await;
-        }
-        (ListenerKind::Ws, _) => {
-            Box::pin(async {
-                if let Some(ws) = websocket(stream, peer, label, deadline, max_ws_message).await {
-                    run(ws, ctx, peer, label, admitted, deadline).await;
-                }
-            })
-            .await;
-        }
-        (ListenerKind::Tls | ListenerKind::Wss, Some(acceptor)) => {
-            Box::pin(async {
-                let tls_stream = match timeout_at(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        return handshake_failed(peer, label, &format!("TLS handshake failed: {e}"))
-                    }
-                    Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
-                };
-                if kind == ListenerKind::Tls {
-                    run(
-                        ByteStream::new(tls_stream),
-                        ctx,
-                        peer,
-                        label,
-                        admitted,
-                        deadline,
-                    )
-                    .await;
-                } else if let Some(ws) =
-                    websocket(tls_stream, peer, label, deadline, max_ws_message).await
-                {
-                    run(ws, ctx, peer, label, admitted, deadline).await;
-                }
-            })
-            .await;
-        }
-        (_, None) => error!(listener = label, "secure listener without a TLS acceptor"),
-    }
-    drop(permit);
-}
-
-async fn run<I: MqttIo>(
-    io: I,
-    ctx: &AcceptContext,
-    peer: SocketAddr,
-    label: &'static str,
-    admitted: bool,
+    held: Held,
     deadline: Instant,
 ) {
-    serve(Box::new(Incoming {
-        io,
-        edge: ctx.edge.clone(),
-        peer,
-        listener: label,
-        admitted,
-        deadline,
-    }))
+    let label = kind.label();
+    let max_ws_message = ctx.edge.config.mqtt.max_payload.as_usize() + 128 * 1024;
+    let (acceptor, then_websocket) = match handshake {
+        Handshake::WebSocket => {
+            Box::pin(async {
+                if let Some(ws) = websocket(stream, peer, label, deadline, max_ws_message).await {
+                    serve(held.incoming(ws, &ctx, peer, kind, deadline)).await;
+                }
+            })
+            .await;
+            return;
+        }
+        Handshake::Tls(acceptor) => (acceptor, false),
+        Handshake::TlsWebSocket(acceptor) => (acceptor, true),
+    };
+    Box::pin(async {
+        let tls_stream = match timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return handshake_failed(peer, label, &format!("TLS handshake failed: {e}"))
+            }
+            Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
+        };
+        if !then_websocket {
+            let io = ByteStream::new(tls_stream);
+            serve(held.incoming(io, &ctx, peer, kind, deadline)).await;
+        } else if let Some(ws) = websocket(tls_stream, peer, label, deadline, max_ws_message).await
+        {
+            serve(held.incoming(ws, &ctx, peer, kind, deadline)).await;
+        }
+    })
     .await;
 }
 

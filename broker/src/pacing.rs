@@ -104,7 +104,8 @@ impl Pacing {
     pub fn tick(&self) {
         let handed = self.handed.load(Ordering::Relaxed);
         let previous = self.handed_at_tick.swap(handed, Ordering::Relaxed);
-        let per_second = handed.saturating_sub(previous) * 1000 / TICK.as_millis() as u64;
+        let per_second =
+            handed.saturating_sub(previous).saturating_mul(1000) / TICK.as_millis() as u64;
         self.measured_rate.store(per_second, Ordering::Relaxed);
         let cap = self.rate_cap.load(Ordering::Relaxed);
         if cap == UNCAPPED {
@@ -116,9 +117,9 @@ impl Pacing {
         if since_loss < RECOVER_AFTER_MS {
             return;
         }
-        let raised = cap + (cap / 10).max(MIN_RATE / 10);
+        let raised = cap.saturating_add((cap / 10).max(MIN_RATE / 10));
         // Far above what publishers send: lift the cap altogether.
-        let next = if raised > per_second.max(MIN_RATE) * 4 {
+        let next = if raised > per_second.max(MIN_RATE).saturating_mul(4) {
             UNCAPPED
         } else {
             raised
@@ -134,7 +135,8 @@ impl Pacing {
         }
         let now = self.elapsed_ms();
         let before = self.last_refill_ms.swap(now, Ordering::Relaxed);
-        let earned = i64::try_from(now.saturating_sub(before) * cap / 1000).unwrap_or(i64::MAX);
+        let earned = i64::try_from(now.saturating_sub(before).saturating_mul(cap) / 1000)
+            .unwrap_or(i64::MAX);
         // At most a tenth of a second's worth saved up.
         let burst = i64::try_from(cap / 10).unwrap_or(i64::MAX);
         let tokens = self
