@@ -1,12 +1,11 @@
-//! `switchboard run`: start-up in order (store → router → restore retained → bridge →
-//! listeners), then wait for SIGINT/SIGTERM and shut down gracefully (listeners,
+//! `switchboard run`: start-up in order (store → core with its retained index loaded
+//! → bridge → listeners), then wait for SIGINT/SIGTERM and shut down gracefully (listeners,
 //! connections, then the last retained changes to disk).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use switchboard_bridge::store::{RetainedStore, RetainedWrite, SledStore};
 use switchboard_bridge::{Bridge, HttpServer, HttpState};
@@ -79,20 +78,17 @@ async fn serve(config: Config) -> Result<(), String> {
     let store: Arc<dyn RetainedStore> = Arc::new(store);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Broker::start(config.clone()).map_err(|e| e.to_string())?;
+    let broker = Broker::start(config.clone());
     let started = Instant::now();
-    let pairs: Vec<(Bytes, Bytes)> = stored
-        .iter()
-        .filter(|r| {
-            let usable = switchboard_bridge::topic::valid_topic(&r.topic) && !r.payload.is_empty();
-            if !usable {
-                warn!(topic = %r.topic, "skipped a stored retained message that no client could have published");
-            }
-            usable
-        })
-        .map(|r| (Bytes::copy_from_slice(r.topic.as_bytes()), r.payload.clone()))
-        .collect();
-    let restored = broker.restore_retained(pairs).await;
+    let messages = stored.into_iter().filter_map(|r| {
+        let usable = switchboard_bridge::topic::valid_topic(&r.topic) && !r.payload.is_empty();
+        if !usable {
+            warn!(topic = %r.topic, "skipped a stored retained message that no client could have published");
+            return None;
+        }
+        Some(r.into_message(now))
+    });
+    let restored = broker.router().retained().load(messages);
     info!(
         restored,
         ms = started.elapsed().as_millis() as u64,
@@ -101,14 +97,12 @@ async fn serve(config: Config) -> Result<(), String> {
     );
     let bridge = Bridge::start(
         config.clone(),
-        broker.links(),
+        broker.router(),
         broker.events(),
         store,
-        &stored,
         stop_rx.clone(),
     )
     .map_err(|e| e.to_string())?;
-    drop(stored);
     let mqtt_listeners = broker.bind().await.map_err(|e| e.to_string())?;
     let http = match config.http.listen.addr() {
         Some(addr) => Some(HttpServer::bind(addr).await.map_err(|e| e.to_string())?),

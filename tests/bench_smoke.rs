@@ -1,6 +1,14 @@
 //! A seconds-long smoke run of switchboard-bench against the real binary: the tool
 //! works and reports what it measured (speed itself is checked by scripts/bench).
 
+// End-to-end tests: a failed expectation is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,14 @@
 //! A real browser: headless Chromium opens the dashboard served by Switchboard,
 //! joins a room over `/ws`, and shows what mosquitto_pub publishes.
 
+// End-to-end tests: a failed expectation is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

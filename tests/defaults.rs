@@ -1,5 +1,13 @@
 //! `switchboard` with no config file: MQTT on 1883 and HTTP on 8080, as the README says.
 
+// End-to-end tests: a failed expectation is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -2,6 +2,14 @@
 //! deletes stick, history resumes browsers gap-free, SSE resumes with Last-Event-ID,
 //! and a bad data dir or a full write queue is handled as documented.
 
+// End-to-end tests: a failed expectation is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

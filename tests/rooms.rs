@@ -1,6 +1,14 @@
 //! Browser rooms end to end: the real binary, real WebSocket clients on `/ws`,
 //! mosquitto_pub/sub on the MQTT side.
 
+// End-to-end tests: a failed expectation is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

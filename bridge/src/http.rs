@@ -180,7 +180,7 @@ async fn admin_delete(
     for item in &items {
         bridge
             .publisher
-            .publish(&item.topic, bytes::Bytes::new(), true);
+            .publish(&item.topic, bytes::Bytes::new(), 0, true);
         bridge.events.retained_changed(
             bytes::Bytes::copy_from_slice(item.topic.as_bytes()),
             bytes::Bytes::new(),

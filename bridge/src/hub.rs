@@ -317,9 +317,11 @@ impl Hub {
         Some(members)
     }
 
-    /// A message from the router: give it an offset, log it, push it to every room
-    /// it matches (serialised once per room). `scratch` is the caller's buffer.
-    pub fn dispatch(&self, topic: &str, payload: Bytes, retain: bool, scratch: &mut Vec<Arc<str>>) {
+    /// A message from the core: give it an offset, log it, push it to every room it
+    /// matches (serialised once per room).
+    pub fn dispatch(&self, topic: &str, payload: Bytes, retain: bool) {
+        let mut matched_rooms = Vec::new();
+        let scratch = &mut matched_rooms;
         let arrived = Instant::now();
         let rooms = self.rooms.read();
         let message = {

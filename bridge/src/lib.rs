@@ -1,8 +1,8 @@
 //! Switchboard's browser side: the HTTP server on `[http] listen` with the rooms
 //! protocol at `/ws`, health, readiness and Prometheus metrics.
 //!
-//! Start-up: [`Bridge::start`] opens the bridge's link to the router (subscribed to
-//! `#`) and follows the edge's event feed; [`HttpServer::bind`] then
+//! Start-up: [`Bridge::start`] registers the hub as an in-process subscriber of the
+//! routing core and follows the edge's event feed; [`HttpServer::bind`] then
 //! [`HttpServer::serve`] expose it.
 
 mod history;
@@ -11,19 +11,20 @@ mod hub;
 mod message;
 mod outbound;
 mod protocol;
-mod pump;
 mod retained;
 mod room_index;
 mod rooms;
 mod sockets;
 mod sse;
 pub mod store;
+mod subscriber;
 pub mod topic;
 mod ws;
 
 use std::sync::Arc;
 
-use switchboard_broker::{EventFeed, LinkFactory};
+use switchboard_broker::router::Router;
+use switchboard_broker::EventFeed;
 use switchboard_config::Config;
 use tokio::sync::{watch, Semaphore};
 
@@ -31,10 +32,10 @@ pub use http::{HttpServer, HttpState};
 pub use protocol::JSON_SUBPROTOCOL;
 
 use hub::Hub;
-use pump::RouterPublisher;
 use retained::RetainedView;
 use sockets::OpenSockets;
-use store::{spawn_writer, RetainedStore, StoreWriter, StoredRetained};
+use store::{spawn_writer, RetainedStore, StoreWriter};
+use subscriber::CorePublisher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -44,14 +45,14 @@ pub enum BridgeError {
         source: std::io::Error,
     },
     #[error("bridge: {0}")]
-    Link(String),
+    Store(String),
 }
 
 /// What every browser connection shares.
 #[derive(Clone)]
 pub struct BridgeState {
     hub: Arc<Hub>,
-    publisher: RouterPublisher,
+    publisher: CorePublisher,
     events: EventFeed,
     connections: Arc<Semaphore>,
     /// Open `/ws` connections, closed together at shutdown.
@@ -69,33 +70,31 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Opens the bridge link, starts following the router and the edge's events, and
-    /// starts the writer that persists retained changes to `store`. `stored` is what
-    /// the store held at start. Call inside the runtime, before MQTT listeners open.
+    /// Subscribes the hub to the core, follows the edge's events, and starts the
+    /// writer that persists retained changes to `store`. Call inside the runtime,
+    /// after the core's retained index is loaded, before MQTT listeners open.
     pub fn start(
         config: Arc<Config>,
-        links: LinkFactory,
+        router: Arc<Router>,
         events: EventFeed,
         store: Arc<dyn RetainedStore>,
-        stored: &[StoredRetained],
         shutdown: watch::Receiver<bool>,
     ) -> Result<Bridge, BridgeError> {
-        let view = Arc::new(RetainedView::loaded(stored));
+        let view = Arc::new(RetainedView::new(router.retained().clone()));
         let saved = store
             .take_history()
-            .map_err(|e| BridgeError::Link(e.to_string()))?;
+            .map_err(|e| BridgeError::Store(e.to_string()))?;
         let hub = Arc::new(Hub::new(
             config.clone(),
             events.clone(),
             view.clone(),
             saved,
         ));
-        let publisher =
-            pump::start(hub.clone(), links, events.clone()).map_err(BridgeError::Link)?;
+        let publisher = subscriber::start(hub.clone(), router, events.clone());
         let (stop_writer, writer_stop) = watch::channel(false);
         let writer = events.take_retained_changes().map(|changes| {
             let flush_every = std::time::Duration::from_millis(config.storage.flush_ms);
-            spawn_writer(store.clone(), view, changes, flush_every, writer_stop)
+            spawn_writer(store.clone(), changes, flush_every, writer_stop)
         });
         let sockets = Arc::new(OpenSockets::default());
         let mut stopping = shutdown.clone();

@@ -20,7 +20,6 @@ pub enum ErrorCode {
     AlreadyJoined,
     TooManyRooms,
     Unsupported,
-    Unavailable,
 }
 
 impl ErrorCode {
@@ -37,7 +36,6 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::Unsupported => "unsupported",
-            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

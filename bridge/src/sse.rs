@@ -176,20 +176,34 @@ fn joined_events(frame: &[u8], epoch: &str, resuming: bool, out: &mut Vec<Event>
     let Ok(joined) = serde_json::from_slice::<Value>(frame) else {
         return;
     };
-    if joined["type"] != "joined" {
+    let field = |name: &str| joined.get(name);
+    if field("type").and_then(Value::as_str) != Some("joined") {
         return;
     }
-    let room = joined["room"].as_str().unwrap_or_default();
-    let recovered = joined["recovered"].as_bool().unwrap_or(false);
+    let room = field("room").and_then(Value::as_str).unwrap_or_default();
+    let recovered = field("recovered").and_then(Value::as_bool).unwrap_or(false);
     if !resuming || !recovered {
-        for item in joined["state"].as_array().into_iter().flatten() {
+        for item in field("state")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let mut item = item.clone();
-            item["room"] = Value::from(room);
+            if let Some(map) = item.as_object_mut() {
+                map.insert("room".into(), Value::from(room));
+            }
             out.push(Event::default().event("state").data(item.to_string()));
         }
     }
-    for message in joined["missed"].as_array().into_iter().flatten() {
-        let offset = message["offset"].as_str().unwrap_or_default();
+    for message in field("missed")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let offset = message
+            .get("offset")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         out.push(
             Event::default()
                 .event("message")

@@ -557,11 +557,12 @@ impl Connection {
                 &format!("publishing to {topic:?} is not allowed"),
             );
         }
-        if retain || payload.is_empty() {
-            // Through the same queue as MQTT clients' retained messages, so the view
-            // and the store stay in step (the router clears a topic on an empty
-            // payload even without the retain flag).
-            let qos = request.get("qos").and_then(Value::as_u64).unwrap_or(0) as u8;
+        let qos = request
+            .get("qos")
+            .and_then(Value::as_u64)
+            .map_or(0, |q| q.min(2) as u8);
+        if retain {
+            // Through the same queue as MQTT clients' retained messages.
             self.state.events.retained_changed(
                 Bytes::copy_from_slice(topic.as_bytes()),
                 payload.clone(),
@@ -569,13 +570,7 @@ impl Connection {
                 None,
             );
         }
-        if !self.state.publisher.publish(topic, payload, retain) {
-            return self.error(
-                id,
-                ErrorCode::Unavailable,
-                "the broker did not accept the message",
-            );
-        }
+        self.state.publisher.publish(topic, payload, qos, retain);
         counter!("switchboard_bridge_publishes_total").increment(1);
         if id.is_some() {
             self.send(&reply("ack", id, json!({})));

@@ -1,13 +1,13 @@
 //! The first packet: read CONNECT within the deadline, pick the codec from its
-//! protocol level, and check what the router cannot (client id, keep-alive).
+//! protocol level, and check the client id.
 
 use bytes::BytesMut;
 use rumqttd::protocol::{ConnectProperties, LastWill, LastWillProperties, Login, Packet};
 
 use crate::codec::Codec;
 use crate::packet::{fixed_header, kind, Refusal, Version};
-use crate::router::INTERNAL_ID_PREFIX;
 use crate::transport::{read_into, MqttIo};
+use crate::INTERNAL_ID_PREFIX;
 
 /// A decoded CONNECT.
 pub struct ConnectRequest {
@@ -102,7 +102,7 @@ fn decode(
     header_len: usize,
     max_remaining: usize,
 ) -> Result<(ConnectRequest, Codec), ConnectFailure> {
-    let version = protocol_version(&buf[header_len..])?;
+    let version = protocol_version(buf.get(header_len..).unwrap_or_default())?;
     let mut codec = Codec::new(version);
     let packet = codec.read(buf, max_remaining).map_err(|e| {
         ConnectFailure::new(
@@ -162,7 +162,9 @@ fn protocol_version(variable_header: &[u8]) -> Result<Version, ConnectFailure> {
     }
 }
 
-/// Why a client id cannot be used, or `None` when it can.
+/// Why a client id cannot be used, or `None` when it can. Any UTF-8 is accepted
+/// (as Mosquitto does) but NUL, which MQTT strings may not hold, and our reserved
+/// prefix.
 pub fn client_id_problem(client_id: &str, max_len: usize) -> Option<String> {
     if client_id.len() > max_len {
         return Some(format!(
@@ -170,14 +172,8 @@ pub fn client_id_problem(client_id: &str, max_len: usize) -> Option<String> {
             client_id.len()
         ));
     }
-    if let Some(c) = client_id
-        .chars()
-        .find(|c| matches!(c, '/' | '+' | '#' | '$'))
-    {
-        return Some(format!("client id contains {c:?}"));
-    }
-    if client_id.chars().any(char::is_control) {
-        return Some("client id contains control characters".into());
+    if client_id.contains('\0') {
+        return Some("client id contains NUL".into());
     }
     if client_id.starts_with(INTERNAL_ID_PREFIX) {
         return Some(format!(
@@ -192,10 +188,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reserved_and_routing_characters_are_refused() {
-        assert!(client_id_problem("dev#1", 64).is_some());
-        assert!(client_id_problem("a/b", 64).is_some());
-        assert!(client_id_problem("$sys", 64).is_some());
+    fn any_utf8_client_id_is_accepted_but_reserved_ones() {
+        assert!(client_id_problem("dev#1", 64).is_none());
+        assert!(client_id_problem("a/b+", 64).is_none());
+        assert!(client_id_problem("$sys", 64).is_none());
+        assert!(client_id_problem("ü", 64).is_none());
+        assert!(client_id_problem("a\0b", 64).is_some());
         assert!(client_id_problem("switchboard-internal-x", 64).is_some());
         assert!(client_id_problem(&"x".repeat(65), 64).is_some());
         assert!(client_id_problem("sensor-17", 64).is_none());

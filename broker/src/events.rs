@@ -115,6 +115,11 @@ impl EventFeed {
         self.online.lock().values().cloned().collect()
     }
 
+    /// How many devices are online now.
+    pub fn online_count(&self) -> usize {
+        self.online.lock().len()
+    }
+
     pub(crate) fn device_online(&self, info: DeviceInfo) {
         self.online
             .lock()

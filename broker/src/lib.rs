@@ -1,8 +1,9 @@
 //! Switchboard's MQTT side: our own network edge (TCP, TLS, WebSocket, secure
-//! WebSocket; MQTT 3.1.1 and 5 on every port) in front of rumqttd's router.
+//! WebSocket; MQTT 3.1.1 and 5 on every port) on Switchboard's routing core
+//! (`switchboard-router`), speaking rumqttd's v4/v5 codecs.
 //!
-//! Start-up order: [`Broker::start`] spawns the router and the edge's internal link;
-//! the caller may then restore state through [`Broker::links`]; [`Broker::bind`]
+//! Start-up order: [`Broker::start`] creates the core; the caller may then load
+//! retained messages into [`Broker::router`]'s retained index; [`Broker::bind`]
 //! binds every listener (an address in use is an error naming the listener);
 //! [`Broker::serve`] starts accepting; [`Broker::shutdown`] stops accepting, ends
 //! every connection and waits for them within a grace period.
@@ -10,12 +11,16 @@
 mod codec;
 mod connect;
 mod connection;
+mod establish;
 pub mod events;
+mod inbound;
 mod listener;
-pub mod pacing;
+mod outbound;
 pub mod packet;
-pub mod router;
+mod presence;
+mod publish_wire;
 mod sessions;
+mod sys;
 mod tls;
 mod transport;
 mod will;
@@ -25,8 +30,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use switchboard_config::{Config, Listen};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -34,11 +37,14 @@ use tracing::{info, warn};
 
 pub use events::{BrokerEvent, DeviceInfo, EventFeed, OfflineReason, RetainedChange};
 pub use listener::{BoundListener, ListenerKind, MQTT_WS_PATH};
-pub use router::{LinkFactory, INTERNAL_ID_PREFIX};
+pub use switchboard_router as router;
 
 use listener::{accept_loop, AcceptContext};
 use sessions::Sessions;
-use will::InternalPublisher;
+use switchboard_router::{Limits, QueueLimits, RetainedIndex, Router};
+
+/// Client ids starting with this are reserved for Switchboard's own use.
+pub const INTERNAL_ID_PREFIX: &str = "switchboard-internal-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -50,17 +56,14 @@ pub enum BrokerError {
     },
     #[error("TLS: {path}: {message}")]
     Tls { path: PathBuf, message: String },
-    #[error("cannot open the edge's link to the router: {0}")]
-    Router(String),
 }
 
 /// What every connection task shares.
 pub struct Edge {
     pub(crate) config: Arc<Config>,
-    pub(crate) links: LinkFactory,
+    pub(crate) router: Arc<Router>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) events: EventFeed,
-    pub(crate) internal: InternalPublisher,
 }
 
 pub struct Broker {
@@ -71,58 +74,45 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Spawns the router and the edge's internal link. Call inside the runtime.
-    pub fn start(config: Arc<Config>) -> Result<Broker, BrokerError> {
-        let links = router::spawn_router(&config);
-        let ticking = links.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(pacing::TICK);
-            loop {
-                tick.tick().await;
-                ticking.pacing().tick();
-            }
-        });
+    /// Creates the routing core and its housekeeping tasks (session expiry, `$SYS`).
+    /// Call inside the runtime.
+    pub fn start(config: Arc<Config>) -> Broker {
+        let mqtt = &config.mqtt;
+        let limits = Limits {
+            queue: QueueLimits {
+                max_messages: mqtt.max_queued_messages,
+                max_bytes: mqtt.max_queued_bytes.as_usize(),
+            },
+            max_sessions: mqtt.max_sessions,
+        };
+        let router = Arc::new(Router::new(limits, Arc::new(RetainedIndex::default())));
         let events = EventFeed::new(config.storage.write_queue);
-        let internal = InternalPublisher::open(&links, events.clone())
-            .map_err(|e| BrokerError::Router(e.to_string()))?;
+        sys::spawn_housekeeping(router.clone(), config.clone(), events.clone());
         let (shutdown, _) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let edge = Arc::new(Edge {
             config,
-            links,
+            router,
             sessions: Arc::default(),
             events,
-            internal,
         });
-        Ok(Broker {
+        Broker {
             edge,
             shutdown,
             alive_tx,
             alive_rx,
-        })
+        }
     }
 
-    /// Opens links to the router (the browser bridge, retained restore).
-    pub fn links(&self) -> LinkFactory {
-        self.edge.links.clone()
+    /// The routing core (the browser bridge subscribes to it; start-up loads the
+    /// retained index).
+    pub fn router(&self) -> Arc<Router> {
+        self.edge.router.clone()
     }
 
     /// Device presence and retained changes seen at the edge.
     pub fn events(&self) -> EventFeed {
         self.edge.events.clone()
-    }
-
-    /// Publishes stored retained messages into the router (before listeners open),
-    /// in chunks the router takes without its memory spiking. Returns how many.
-    pub async fn restore_retained<I>(&self, items: I) -> usize
-    where
-        I: IntoIterator<Item = (Bytes, Bytes)> + Send + 'static,
-        I::IntoIter: Send,
-    {
-        let publisher = self.edge.internal.clone();
-        tokio::task::spawn_blocking(move || publisher.restore_retained(items))
-            .await
-            .unwrap_or(0)
     }
 
     /// Binds every configured MQTT listener, or fails naming the one that could not.

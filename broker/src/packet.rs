@@ -112,23 +112,24 @@ pub fn for_version(packet: Packet, version: Version) -> Option<Packet> {
     })
 }
 
-/// A CONNACK refusing the connection, with the code each version understands.
-pub fn refusal(version: Version, reason: Refusal, message: &str) -> Packet {
+/// A CONNACK refusing the connection, with the code each version understands, or
+/// `None` where 3.1.1 has no code and the connection is just closed.
+pub fn refusal(version: Version, reason: Refusal, message: &str) -> Option<Packet> {
     let code = match version {
-        Version::V311 => reason.v311_code(),
+        Version::V311 => reason.v311_code()?,
         Version::V5 => reason.v5_code(),
     };
     let properties = (version == Version::V5).then(|| ConnAckProperties {
         reason_string: Some(message.to_string()),
         ..Default::default()
     });
-    Packet::ConnAck(
+    Some(Packet::ConnAck(
         ConnAck {
             session_present: false,
             code,
         },
         properties,
-    )
+    ))
 }
 
 /// Why a connection was refused; the label is the `reason` in logs and metrics.
@@ -142,6 +143,7 @@ pub enum Refusal {
     Timeout,
     ProtocolError,
     Handshake,
+    WillTopicInvalid,
 }
 
 impl Refusal {
@@ -155,18 +157,21 @@ impl Refusal {
             Refusal::Timeout => "connect_timeout",
             Refusal::ProtocolError => "protocol_error",
             Refusal::Handshake => "handshake_failed",
+            Refusal::WillTopicInvalid => "will_topic_invalid",
         }
     }
 
-    fn v311_code(self) -> ConnectReturnCode {
-        match self {
+    fn v311_code(self) -> Option<ConnectReturnCode> {
+        Some(match self {
             Refusal::UnsupportedProtocol => ConnectReturnCode::RefusedProtocolVersion,
             // 3.1.1 has no code for a refused keep-alive; Mosquitto uses this one too.
             Refusal::ClientIdInvalid | Refusal::KeepAliveTooLong => {
                 ConnectReturnCode::ClientIdentifierNotValid
             }
+            // A protocol violation: 3.1.1 closes the connection without CONNACK.
+            Refusal::WillTopicInvalid => return None,
             _ => ConnectReturnCode::ServiceUnavailable,
-        }
+        })
     }
 
     fn v5_code(self) -> ConnectReturnCode {
@@ -179,6 +184,7 @@ impl Refusal {
             Refusal::ProtocolError | Refusal::Timeout | Refusal::Handshake => {
                 ConnectReturnCode::ProtocolError
             }
+            Refusal::WillTopicInvalid => ConnectReturnCode::TopicNameInvalid,
         }
     }
 }

@@ -1,166 +1,103 @@
-//! Wills, published by the edge itself: the router only publishes a will on an
-//! internal event outside code cannot raise, so the edge keeps each client's will
-//! and publishes it through its own link when the connection ends abnormally.
+//! Wills: kept by the edge from CONNECT and published through the core like any
+//! PUBLISH when a connection ends without DISCONNECT (after its delay, unless the
+//! client comes back first).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
-use parking_lot::Mutex;
-use rumqttd::local::LinkTx;
-use rumqttd::protocol::{LastWill, LastWillProperties, Packet, Publish, PublishProperties};
-use rumqttd::Notification;
-use tracing::warn;
+use rumqttd::protocol::{LastWill, LastWillProperties};
+use switchboard_router::topic::check_topic_name;
+use switchboard_router::{Expiry, Message, MessageProperties};
 
-use crate::events::EventFeed;
-use crate::router::{LinkFactory, LinkOpenError, INTERNAL_ID_PREFIX};
+use crate::Edge;
 
 /// A client's will, as given in its CONNECT.
 #[derive(Debug, Clone)]
 pub struct Will {
-    pub topic: Bytes,
+    pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
     pub delay: Duration,
-    pub properties: Option<PublishProperties>,
+    pub expiry_secs: Option<u32>,
+    pub properties: Option<Arc<MessageProperties>>,
 }
 
 impl Will {
-    /// `session_expiry` (v5) bounds the delay: a will is due when its session ends.
+    /// Checks the will topic like a PUBLISH topic. `session_expiry` (v5) bounds the
+    /// delay: a will is due when its session ends.
     pub fn from_connect(
         will: LastWill,
         properties: Option<LastWillProperties>,
         session_expiry: u32,
-    ) -> Will {
+    ) -> Result<Will, String> {
+        let topic =
+            std::str::from_utf8(&will.topic).map_err(|_| "will topic is not UTF-8".to_string())?;
+        check_topic_name(topic).map_err(|e| format!("will topic: {}", e.describe()))?;
+        if topic.starts_with('$') {
+            return Err("will topic starts with '$'".into());
+        }
         let delay_secs = properties
             .as_ref()
             .and_then(|p| p.delay_interval)
             .unwrap_or(0)
             .min(session_expiry);
-        let properties = properties.map(|p| PublishProperties {
-            payload_format_indicator: p.payload_format_indicator,
-            message_expiry_interval: p.message_expiry_interval,
-            topic_alias: None,
-            response_topic: p.response_topic,
-            correlation_data: p.correlation_data,
-            user_properties: p.user_properties,
-            subscription_identifiers: Vec::new(),
-            content_type: p.content_type,
+        let expiry_secs = properties.as_ref().and_then(|p| p.message_expiry_interval);
+        let properties = properties.map(|p| {
+            Arc::new(MessageProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+            })
         });
-        Will {
-            topic: will.topic,
+        Ok(Will {
+            topic: Arc::from(topic),
             payload: will.message,
-            qos: will.qos as u8,
+            qos: (will.qos as u8).min(2),
             retain: will.retain,
             delay: Duration::from_secs(u64::from(delay_secs)),
+            expiry_secs,
             properties,
-        }
+        })
     }
 }
 
-/// Publishes into the router on behalf of the edge (wills; later, restored retained
-/// messages) through one internal link.
-#[derive(Clone)]
-pub struct InternalPublisher {
-    link: Arc<Mutex<LinkTx>>,
-    events: EventFeed,
-    /// For the pacing count (wills reach the bridge's `#` like any publish).
-    links: LinkFactory,
+/// Publishes `will` for `client_id` now: into the core, and to the store if retained.
+pub fn publish_now(edge: &Edge, client_id: &Arc<str>, will: Will) {
+    if will.retain {
+        edge.events.retained_changed(
+            Bytes::copy_from_slice(will.topic.as_bytes()),
+            will.payload.clone(),
+            will.qos,
+            will.expiry_secs,
+        );
+    }
+    let mut message = Message::new(will.topic, will.payload, will.qos, will.retain);
+    message.properties = will.properties;
+    message.expiry = will.expiry_secs.map(Expiry::after_secs);
+    message.publisher = Some(client_id.clone());
+    edge.router.publish(message);
 }
 
-impl InternalPublisher {
-    /// Opens the internal link and a task that drains what the router sends it.
-    /// Call from inside the runtime.
-    pub fn open(
-        links: &LinkFactory,
-        events: EventFeed,
-    ) -> Result<InternalPublisher, LinkOpenError> {
-        let (tx, mut rx, _connack) =
-            links.open_blocking(&format!("{INTERNAL_ID_PREFIX}edge"), true)?;
-        tokio::spawn(async move {
-            loop {
-                match rx.next().await {
-                    Ok(Some(Notification::Unschedule)) => {
-                        if rx.wake().await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
+/// Publishes the will now, or after its delay unless the client connects again.
+pub fn publish(edge: &Arc<Edge>, client_id: &Arc<str>, will: Will, taken_over: bool) {
+    // A session taken over continues on the new connection: a delayed will is void.
+    if taken_over && !will.delay.is_zero() {
+        return;
+    }
+    // Delayed wills wait in memory: at most one per connection slot, else they go now.
+    let room_to_wait = edge.sessions.delayed_will_count() < edge.config.mqtt.max_connections;
+    if will.delay.is_zero() || !room_to_wait {
+        publish_now(edge, client_id, will);
+    } else {
+        let delay = will.delay;
+        let later = edge.clone();
+        let id = client_id.clone();
+        edge.sessions.schedule_will(client_id, delay, async move {
+            publish_now(&later, &id, will);
         });
-        Ok(InternalPublisher {
-            link: Arc::new(Mutex::new(tx)),
-            events,
-            links: links.clone(),
-        })
-    }
-
-    /// Publishes retained messages through the internal link, waiting for the router
-    /// to take each chunk. Blocking: run on the blocking pool.
-    pub fn restore_retained<I: IntoIterator<Item = (Bytes, Bytes)>>(&self, items: I) -> usize {
-        const CHUNK: usize = 4096;
-        let mut restored = 0;
-        let mut chunk: Vec<Packet> = Vec::with_capacity(CHUNK);
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            chunk.extend(
-                items.by_ref().take(CHUNK).map(|(topic, payload)| {
-                    Packet::Publish(Publish::new(topic, payload, true), None)
-                }),
-            );
-            let Some(last) = chunk.pop() else { break };
-            let count = chunk.len() + 1;
-            let mut link = self.link.lock();
-            link.buffer().extend(chunk.drain(..));
-            if !matches!(link.send(last).now_or_never(), Some(Ok(_))) {
-                warn!("the router stopped taking restored retained messages");
-                break;
-            }
-            restored += count;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while !link.buffer().is_empty() {
-                if std::time::Instant::now() > deadline {
-                    warn!(
-                        restored,
-                        "the router took no restored retained messages for 30 s; giving up"
-                    );
-                    return restored;
-                }
-                std::thread::sleep(std::time::Duration::from_micros(200));
-            }
-        }
-        restored
-    }
-
-    /// Publishes `will` now. Runs on the blocking pool: the router's channel is
-    /// synchronous and may be full.
-    pub async fn publish_will(&self, client_id: &str, will: Will) {
-        if will.retain {
-            self.events.retained_changed(
-                will.topic.clone(),
-                will.payload.clone(),
-                will.qos,
-                will.properties
-                    .as_ref()
-                    .and_then(|p| p.message_expiry_interval),
-            );
-        }
-        if !will.topic.starts_with(b"$") {
-            self.links.pacing().handed(1);
-        }
-        let publish = Publish::new(will.topic, will.payload, will.retain);
-        let packet = Packet::Publish(publish, will.properties);
-        let link = self.link.clone();
-        let sent = tokio::task::spawn_blocking(move || {
-            matches!(link.lock().send(packet).now_or_never(), Some(Ok(_)))
-        })
-        .await;
-        if !matches!(sent, Ok(true)) {
-            warn!(client_id, "could not hand the will to the router");
-        }
     }
 }

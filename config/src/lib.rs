@@ -6,6 +6,7 @@
 //! when there is no file).
 
 mod listen;
+mod period;
 mod size;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use listen::Listen;
+pub use period::Period;
 pub use size::ByteSize;
 
 /// The configuration Switchboard starts with when no file is given, as TOML.
@@ -43,7 +45,6 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub http: HttpConfig,
     pub tls: TlsConfig,
-    pub router: RouterConfig,
     pub storage: StorageConfig,
     pub bridge: BridgeConfig,
     pub history: HistoryConfig,
@@ -98,6 +99,30 @@ pub struct MqttConfig {
     pub topic_alias_max: u16,
     /// Connections over `max_connections` that may still be told "server busy" at once.
     pub max_refusals_in_flight: usize,
+    /// Messages queued for one session (connected or offline) before QoS 0 ones are
+    /// dropped and QoS 1/2 publishers are slowed (Mosquitto's `max_queued_messages`).
+    pub max_queued_messages: usize,
+    /// The same bound in bytes (Mosquitto's `max_queued_bytes`).
+    pub max_queued_bytes: ByteSize,
+    /// QoS 1/2 messages in flight to a 3.1.1 client (v5: the client's Receive
+    /// Maximum). Mosquitto's `max_inflight_messages`.
+    pub max_inflight: u16,
+    /// Receive Maximum announced to v5 clients: QoS 2 messages a client may have
+    /// unreleased (no PUBREL yet) at once; more is a disconnect (0x93). Also bounds
+    /// 3.1.1 clients.
+    pub receive_maximum: u16,
+    /// How long a 3.1.1 persistent session (clean session 0) is kept after its client
+    /// went away; `0` = forever (Mosquitto's `persistent_client_expiration`).
+    pub persistent_client_expiration: Period,
+    /// Most session expiry a v5 client is granted (`0` = what it asks for).
+    pub max_session_expiry: Period,
+    /// Sessions kept at most, connected or offline; new ones past it are refused.
+    pub max_sessions: usize,
+    /// How long a QoS 1/2 publisher is paused for a subscriber whose queue is full
+    /// before that subscriber starts losing its messages instead.
+    pub publisher_wait_ms: u64,
+    /// Seconds between `$SYS/broker/...` updates (`0` = off). Mosquitto's `sys_interval`.
+    pub sys_interval: u64,
 }
 
 impl Default for MqttConfig {
@@ -114,6 +139,15 @@ impl Default for MqttConfig {
             max_client_id_len: 256,
             topic_alias_max: 32,
             max_refusals_in_flight: 64,
+            max_queued_messages: 1_000,
+            max_queued_bytes: ByteSize(8 * 1024 * 1024),
+            max_inflight: 20,
+            receive_maximum: 100,
+            persistent_client_expiration: Period(7 * 86_400),
+            max_session_expiry: Period(0),
+            max_sessions: 200_000,
+            publisher_wait_ms: 5_000,
+            sys_interval: 10,
         }
     }
 }
@@ -283,37 +317,6 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RouterConfig {
-    /// Bytes per segment of each subscribed filter's in-memory log.
-    pub segment_size: ByteSize,
-    /// Segments kept per filter; a subscriber further behind than this loses messages.
-    pub segment_count: usize,
-    /// Messages the router hands a QoS 0 subscriber per read, and retained messages
-    /// a new QoS 0 subscription receives at most.
-    pub max_outgoing_batch: u64,
-    /// Messages handed to the router but not yet forwarded to the bridge's `#`
-    /// subscription above which publishers' sockets are paused (0: never). Keeps
-    /// subscribers within the router's logs under a flood instead of losing messages.
-    pub pace_after: u64,
-    /// When a subscriber loses messages anyway, cap the publish rate (AIMD): fewer
-    /// losses under overload, less throughput. Off by default.
-    pub pace_on_loss: bool,
-}
-
-impl Default for RouterConfig {
-    fn default() -> Self {
-        RouterConfig {
-            segment_size: ByteSize(4 * 1024 * 1024),
-            segment_count: 4,
-            max_outgoing_batch: 1_000_000,
-            pace_after: 50_000,
-            pace_on_loss: false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -396,14 +399,27 @@ impl Config {
         if self.mqtt.max_client_id_len == 0 || self.mqtt.max_client_id_len > 65_535 {
             return Err(invalid("mqtt.max_client_id_len", "must be 1..=65535"));
         }
-        if self.router.segment_count == 0 {
-            return Err(invalid("router.segment_count", "must be at least 1"));
+        for (key, value) in [
+            ("mqtt.max_queued_messages", self.mqtt.max_queued_messages),
+            (
+                "mqtt.max_queued_bytes",
+                self.mqtt.max_queued_bytes.as_usize(),
+            ),
+            ("mqtt.max_inflight", usize::from(self.mqtt.max_inflight)),
+            (
+                "mqtt.receive_maximum",
+                usize::from(self.mqtt.receive_maximum),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
-        if self.router.segment_size.0 < 1024 {
-            return Err(invalid("router.segment_size", "must be at least 1KiB"));
-        }
-        if self.router.max_outgoing_batch == 0 {
-            return Err(invalid("router.max_outgoing_batch", "must be at least 1"));
+        if self.mqtt.max_sessions < self.mqtt.max_connections {
+            return Err(invalid(
+                "mqtt.max_sessions",
+                "must be at least mqtt.max_connections",
+            ));
         }
         for (i, filter) in self.bridge.browser_publish.iter().enumerate() {
             if !valid_filter(filter) {

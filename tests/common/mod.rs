@@ -2,6 +2,13 @@
 //! ports, run real clients (mosquitto_pub/sub, MQTT.js), speak raw MQTT when a test
 //! needs bytes no client library will send.
 #![allow(dead_code)]
+// Test helpers: a failed expectation is a failed test, so they may panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod browser;
 pub mod raw;

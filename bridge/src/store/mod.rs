@@ -37,6 +37,18 @@ impl StoredRetained {
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
+
+    /// The retained message the core serves, its expiry counted from `now_ms`.
+    pub fn into_message(self, now_ms: u64) -> switchboard_broker::router::Message {
+        use switchboard_broker::router::{Expiry, Message};
+        let mut message = Message::new(self.topic, self.payload, self.qos, true);
+        message.ts_ms = self.ts_ms;
+        message.expiry = self.expires_at_ms.map(|at| {
+            let secs = at.saturating_sub(now_ms).div_ceil(1000);
+            Expiry::after_secs(u32::try_from(secs).unwrap_or(u32::MAX))
+        });
+        message
+    }
 }
 
 /// One change to apply: a payload to keep, or `None` to delete the topic.

@@ -82,22 +82,26 @@ fn decode(key: &[u8], value: &[u8]) -> Result<StoredRetained, StoreError> {
         topic: topic.clone(),
         message: message.into(),
     };
-    if value.len() < HEADER {
+    let (Some(header), Some(payload)) = (value.get(..HEADER), value.get(HEADER..)) else {
         return Err(corrupt("record shorter than its header"));
+    };
+    let [format, qos, ts @ .., _, _, _, _, _, _, _, _] = header else {
+        return Err(corrupt("record shorter than its header"));
+    };
+    if *format != FORMAT {
+        return Err(corrupt(&format!("unknown record format {format}")));
     }
-    if value[0] != FORMAT {
-        return Err(corrupt(&format!("unknown record format {}", value[0])));
-    }
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&value[2..10]);
-    let mut expires = [0u8; 8];
-    expires.copy_from_slice(&value[10..HEADER]);
+    let ts: [u8; 8] = ts.try_into().map_err(|_| corrupt("bad timestamp"))?;
+    let expires: [u8; 8] = header
+        .get(10..HEADER)
+        .and_then(|e| e.try_into().ok())
+        .ok_or_else(|| corrupt("bad expiry"))?;
     let expires_at_ms = u64::from_be_bytes(expires);
     Ok(StoredRetained {
-        qos: value[1],
+        qos: *qos,
         ts_ms: u64::from_be_bytes(ts),
         expires_at_ms: (expires_at_ms != 0).then_some(expires_at_ms),
-        payload: Bytes::copy_from_slice(&value[HEADER..]),
+        payload: Bytes::copy_from_slice(payload),
         topic,
     })
 }
@@ -119,22 +123,24 @@ fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryRecord, StoreError>
         message: message.into(),
     };
     let offset = u64::from_be_bytes(key.try_into().map_err(|_| corrupt("bad history key"))?);
-    if value.len() < 12 || value[0] != FORMAT {
+    let Some(&[format, kept, t0, t1, t2, t3, t4, t5, t6, t7, l0, l1]) = value.get(..12) else {
+        return Err(corrupt("bad history record"));
+    };
+    if format != FORMAT {
         return Err(corrupt("bad history record"));
     }
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&value[2..10]);
-    let topic_len = usize::from(u16::from_be_bytes([value[10], value[11]]));
+    let topic_len = usize::from(u16::from_be_bytes([l0, l1]));
     let topic = value
         .get(12..12 + topic_len)
         .and_then(|t| std::str::from_utf8(t).ok())
         .ok_or_else(|| corrupt("bad history topic"))?;
+    let payload = value.get(12 + topic_len..).unwrap_or_default();
     Ok(HistoryRecord {
         offset,
         topic: topic.to_string(),
-        payload: Bytes::copy_from_slice(&value[12 + topic_len..]),
-        ts_ms: u64::from_be_bytes(ts),
-        kept: value[1] == 1,
+        payload: Bytes::copy_from_slice(payload),
+        ts_ms: u64::from_be_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
+        kept: kept == 1,
     })
 }
 
@@ -187,11 +193,11 @@ impl RetainedStore for SledStore {
             return Ok(None);
         };
         let mut saved = SavedHistory::default();
-        if header.len() > 8 {
-            let mut next = [0u8; 8];
-            next.copy_from_slice(&header[..8]);
-            saved.next_offset = u64::from_be_bytes(next);
-            saved.epoch = String::from_utf8_lossy(&header[8..]).into_owned();
+        if let (Some(next), Some(epoch)) = (header.get(..8), header.get(8..)) {
+            if let (Ok(next), false) = (<[u8; 8]>::try_from(next), epoch.is_empty()) {
+                saved.next_offset = u64::from_be_bytes(next);
+                saved.epoch = String::from_utf8_lossy(epoch).into_owned();
+            }
         }
         for entry in self.history.iter() {
             let (key, value) = entry.map_err(io)?;

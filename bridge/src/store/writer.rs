@@ -1,5 +1,5 @@
 //! The write path for retained changes: one task takes them off the edge's bounded
-//! queue, updates the bridge's view at once, applies them to the store in batches and
+//! queue (the core's retained index already has them), applies them to the store in batches and
 //! flushes within `flush_ms` of the first unflushed change. On shutdown it drains the
 //! queue and flushes, so a graceful stop loses nothing.
 
@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tracing::error;
 
 use super::{RetainedStore, RetainedWrite, StoredRetained};
-use crate::retained::RetainedView;
 
 /// Changes applied to the store in one batch at most.
 const BATCH: usize = 4096;
@@ -32,7 +31,6 @@ impl StoreWriter {
 
 pub fn spawn_writer(
     store: Arc<dyn RetainedStore>,
-    view: Arc<RetainedView>,
     mut changes: mpsc::Receiver<RetainedChange>,
     flush_every: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -52,7 +50,7 @@ pub fn spawn_writer(
                             Err(_) => break,
                         }
                     }
-                    write(&*store, &view, &mut batch);
+                    write(&*store, &mut batch);
                     unflushed_since.get_or_insert_with(Instant::now);
                 }
                 _ = sleep_until(flush_at), if flush_at.is_some() => {}
@@ -60,10 +58,10 @@ pub fn spawn_writer(
                     while let Ok(change) = changes.try_recv() {
                         batch.push(change);
                         if batch.len() == BATCH {
-                            write(&*store, &view, &mut batch);
+                            write(&*store, &mut batch);
                         }
                     }
-                    write(&*store, &view, &mut batch);
+                    write(&*store, &mut batch);
                     flush(&store).await;
                     return;
                 }
@@ -88,7 +86,7 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn write(store: &dyn RetainedStore, view: &RetainedView, batch: &mut Vec<RetainedChange>) {
+fn write(store: &dyn RetainedStore, batch: &mut Vec<RetainedChange>) {
     if batch.is_empty() {
         return;
     }
@@ -97,7 +95,6 @@ fn write(store: &dyn RetainedStore, view: &RetainedView, batch: &mut Vec<Retaine
         .drain(..)
         .filter_map(|change| {
             let topic = String::from_utf8(change.topic.to_vec()).ok()?;
-            view.set(&topic, change.payload.clone(), ts_ms);
             let value = (!change.payload.is_empty()).then(|| StoredRetained {
                 topic: topic.clone(),
                 payload: change.payload,

@@ -15,7 +15,9 @@ use crate::wire::{self, Incoming};
 /// Nanoseconds since `base`, written at the start of a payload.
 fn stamp(base: Instant, payload: &mut [u8]) {
     let nanos = base.elapsed().as_nanos() as u64;
-    payload[..8].copy_from_slice(&nanos.to_be_bytes());
+    if let Some(head) = payload.get_mut(..8) {
+        head.copy_from_slice(&nanos.to_be_bytes());
+    }
 }
 
 fn stamped(payload: &[u8]) -> Option<u64> {
@@ -291,16 +293,15 @@ impl Completion {
     pub fn report(&self, report: &mut Report, clients: usize) {
         let mut samples = Samples::default();
         let mut delivered = 0;
-        for seq in 0..self.count.len() {
-            let count = self.count[seq].load(Ordering::Relaxed);
+        let slots = self.count.iter().zip(&self.sent_at).zip(&self.last_seen);
+        for ((count, sent_at), last_seen) in slots {
+            let count = count.load(Ordering::Relaxed);
             delivered += count;
             if count == clients as u64 {
-                let sent = self.sent_at[seq].load(Ordering::Relaxed);
-                samples.0.push(
-                    self.last_seen[seq]
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(sent),
-                );
+                let sent = sent_at.load(Ordering::Relaxed);
+                samples
+                    .0
+                    .push(last_seen.load(Ordering::Relaxed).saturating_sub(sent));
             }
         }
         report
@@ -348,7 +349,9 @@ pub async fn fanout(args: Fanout) -> Result<Report, String> {
         let now = base.elapsed().as_nanos() as u64;
         payload[..8].copy_from_slice(&now.to_be_bytes());
         payload[8..].copy_from_slice(&(seq as u64).to_be_bytes());
-        completion.sent_at[seq].store(now, Ordering::Relaxed);
+        if let Some(slot) = completion.sent_at.get(seq) {
+            slot.store(now, Ordering::Relaxed);
+        }
         wire::publish(&mut out, topic, &payload, 0, 0, false);
         publisher
             .write

@@ -13,7 +13,7 @@ impl Samples {
         }
         self.0.sort_unstable();
         let rank = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
-        self.0[rank.min(self.0.len() - 1)] as f64 / 1e6
+        self.0.get(rank).copied().unwrap_or_default() as f64 / 1e6
     }
 
     pub fn max(&self) -> f64 {

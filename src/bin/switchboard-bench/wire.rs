@@ -102,7 +102,7 @@ pub fn next(buf: &mut BytesMut) -> Option<Result<Incoming, String>> {
     buf.advance(header);
     let mut body = buf.split_to(remaining).freeze();
     let packet = match first >> 4 {
-        2 if body.len() >= 2 => Incoming::ConnAck(body[1]),
+        2 if body.len() >= 2 => Incoming::ConnAck(body.get(1).copied().unwrap_or_default()),
         9 => Incoming::SubAck,
         4 => Incoming::PubAck,
         3 if body.len() >= 2 => {

@@ -205,7 +205,9 @@ pub async fn fanout(args: WsFanout) -> Result<Report, String> {
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     for seq in 0..args.messages {
         let now = base.elapsed().as_nanos() as u64;
-        completion.sent_at[seq].store(now, Ordering::Relaxed);
+        if let Some(slot) = completion.sent_at.get(seq) {
+            slot.store(now, Ordering::Relaxed);
+        }
         publisher.send(seq as u64, now).await?;
         tokio::time::sleep(interval).await;
     }

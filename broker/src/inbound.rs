@@ -1,0 +1,435 @@
+//! Packets from the client: each whole packet in the read buffer is decoded and
+//! applied to the core at once (PUBLISH routed in this task, SUBSCRIBE answered
+//! before its retained messages), acknowledgements batched into one write.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rumqttd::protocol::{
+    DisconnectReasonCode, Filter, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
+    PubRec, PubRecReason, PubRel, PubRelReason, Publish, PublishProperties, QoS, RetainForwardRule,
+    SubAck, Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    Unsubscribe,
+};
+use switchboard_router::topic::check_topic_name;
+use switchboard_router::{
+    Expiry, FilterSpec, IncomingQos2, Message, MessageProperties, SubscriptionOptions,
+};
+use tracing::debug;
+
+use crate::connection::{violation, Connection, End, PACKET_OVERHEAD};
+use crate::events::RetainedChange;
+use crate::packet::{client_may_send, fixed_header, kind, publish_qos_and_pkid, Version};
+use crate::transport::MqttIo;
+
+impl<I: MqttIo> Connection<I> {
+    fn max_payload(&self) -> usize {
+        self.edge.config.mqtt.max_payload.as_usize()
+    }
+
+    fn max_remaining(&self) -> usize {
+        self.max_payload() + PACKET_OVERHEAD
+    }
+
+    /// Applies every whole packet in `buf`, then writes the answers and queues the
+    /// retained changes for the store.
+    pub(crate) async fn take_incoming(&mut self, buf: &mut BytesMut) -> Result<(), End> {
+        let mut result = Ok(());
+        loop {
+            match self.next_packet(buf) {
+                Ok(true) => self.packets_in.increment(1),
+                Ok(false) => break,
+                Err(end) => {
+                    result = Err(end);
+                    break;
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            self.flush().await.map_err(|e| End::Io(e.to_string()))?;
+        }
+        let patience = std::time::Duration::from_millis(self.edge.config.storage.queue_wait_ms);
+        for change in std::mem::take(&mut self.retained_writes) {
+            self.edge.events.queue_retained(change, patience).await;
+        }
+        result
+    }
+
+    /// Applies the next packet; `Ok(false)` when more bytes are needed.
+    fn next_packet(&mut self, buf: &mut BytesMut) -> Result<bool, End> {
+        let (first, header_len, remaining) = match fixed_header(buf) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(false),
+            Err(_) => {
+                return Err(violation(
+                    DisconnectReasonCode::MalformedPacket,
+                    "malformed remaining length",
+                ))
+            }
+        };
+        let packet_type = first >> 4;
+        if packet_type == kind::CONNECT {
+            return Err(violation(
+                DisconnectReasonCode::ProtocolError,
+                "second CONNECT",
+            ));
+        }
+        if !client_may_send(packet_type) {
+            let what = if packet_type == kind::AUTH {
+                "AUTH is not supported"
+            } else {
+                "packet type a client may not send"
+            };
+            return Err(violation(
+                DisconnectReasonCode::ProtocolError,
+                &format!("{what} ({packet_type})"),
+            ));
+        }
+        if remaining > self.max_remaining() {
+            return Err(violation(
+                DisconnectReasonCode::PacketTooLarge,
+                &format!(
+                    "packet of {remaining} bytes is over the limit (max_payload {})",
+                    self.max_payload()
+                ),
+            ));
+        }
+        if buf.len() < header_len + remaining {
+            return Ok(false);
+        }
+        let publish_header = (packet_type == kind::PUBLISH)
+            .then(|| {
+                buf.get(..header_len + remaining)
+                    .and_then(publish_qos_and_pkid)
+            })
+            .flatten();
+        let packet = self.codec.read(buf, self.max_remaining()).map_err(|e| {
+            violation(
+                DisconnectReasonCode::MalformedPacket,
+                &format!("malformed packet: {e}"),
+            )
+        })?;
+        let session = self.attached.session.clone();
+        match packet {
+            Packet::PingReq(_) => self.encode(Packet::PingResp(PingResp)),
+            Packet::Disconnect(disconnect, properties) => {
+                let session_expiry = properties.and_then(|p| p.session_expiry_interval);
+                if session_expiry.is_some_and(|s| s > 0) && self.session_expiry == 0 {
+                    return Err(violation(
+                        DisconnectReasonCode::ProtocolError,
+                        "DISCONNECT set a session expiry on a session that had none",
+                    ));
+                }
+                return Err(End::Disconnect {
+                    with_will: disconnect.reason_code
+                        == DisconnectReasonCode::DisconnectWithWillMessage,
+                    session_expiry,
+                });
+            }
+            Packet::Publish(publish, properties) => {
+                let (qos, pkid) = publish_header.unwrap_or((0, 0));
+                self.handle_publish(publish, properties, qos, pkid)?;
+            }
+            Packet::PubAck(ack, _) => {
+                session.complete(ack.pkid);
+            }
+            Packet::PubRec(rec, _) => {
+                let reason = if session.received(rec.pkid) {
+                    PubRelReason::Success
+                } else {
+                    PubRelReason::PacketIdentifierNotFound
+                };
+                self.encode(Packet::PubRel(
+                    PubRel {
+                        pkid: rec.pkid,
+                        reason,
+                    },
+                    None,
+                ));
+            }
+            Packet::PubRel(rel, _) => {
+                let reason = if session.release_incoming(rel.pkid) {
+                    PubCompReason::Success
+                } else {
+                    PubCompReason::PacketIdentifierNotFound
+                };
+                self.encode(Packet::PubComp(
+                    PubComp {
+                        pkid: rel.pkid,
+                        reason,
+                    },
+                    None,
+                ));
+            }
+            Packet::PubComp(comp, _) => {
+                session.complete(comp.pkid);
+            }
+            Packet::Subscribe(subscribe, properties) => {
+                self.handle_subscribe(subscribe, properties)?;
+            }
+            Packet::Unsubscribe(unsubscribe, _) => self.handle_unsubscribe(unsubscribe),
+            other => {
+                return Err(violation(
+                    DisconnectReasonCode::ProtocolError,
+                    &format!("unexpected packet {other:?}"),
+                ))
+            }
+        }
+        Ok(true)
+    }
+
+    fn handle_publish(
+        &mut self,
+        mut publish: Publish,
+        properties: Option<PublishProperties>,
+        qos: u8,
+        pkid: u16,
+    ) -> Result<(), End> {
+        if publish.payload.len() > self.max_payload() {
+            return Err(violation(
+                DisconnectReasonCode::PacketTooLarge,
+                &format!(
+                    "payload of {} bytes is over max_payload {}",
+                    publish.payload.len(),
+                    self.max_payload()
+                ),
+            ));
+        }
+        if let Some(alias) = properties.as_ref().and_then(|p| p.topic_alias) {
+            self.resolve_alias(alias, &mut publish.topic)?;
+        }
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            return Err(violation(
+                DisconnectReasonCode::TopicNameInvalid,
+                "topic is not UTF-8",
+            ));
+        };
+        if let Err(why) = check_topic_name(topic) {
+            return Err(violation(
+                DisconnectReasonCode::TopicNameInvalid,
+                why.describe(),
+            ));
+        }
+        let refused = topic.starts_with('$');
+        if refused {
+            debug!(client_id = %self.client_id, topic, "refused a publish to a $-topic");
+            metrics::counter!("switchboard_mqtt_publishes_refused_total", "reason" => "dollar_topic")
+                .increment(1);
+        }
+        let deliver = match qos {
+            2 => {
+                let receive_maximum = self.edge.config.mqtt.receive_maximum;
+                match self.attached.session.incoming_qos2(pkid, receive_maximum) {
+                    IncomingQos2::New => !refused,
+                    IncomingQos2::Duplicate => false,
+                    IncomingQos2::OverReceiveMaximum => {
+                        return Err(violation(
+                            DisconnectReasonCode::ReceiveMaximumExceeded,
+                            &format!("more than {receive_maximum} QoS 2 publishes without PUBREL"),
+                        ))
+                    }
+                }
+            }
+            _ => !refused,
+        };
+        if deliver {
+            let topic: Arc<str> = Arc::from(topic);
+            self.route(topic, publish.payload, qos, publish.retain, properties);
+        }
+        let v5_refused = refused && self.codec.version() == Version::V5;
+        match qos {
+            1 => self.encode(Packet::PubAck(
+                PubAck {
+                    pkid,
+                    reason: if v5_refused {
+                        PubAckReason::NotAuthorized
+                    } else {
+                        PubAckReason::Success
+                    },
+                },
+                None,
+            )),
+            2 => {
+                if v5_refused {
+                    // A failing PUBREC ends the exchange: no PUBREL follows.
+                    self.attached.session.release_incoming(pkid);
+                }
+                self.encode(Packet::PubRec(
+                    PubRec {
+                        pkid,
+                        reason: if v5_refused {
+                            PubRecReason::NotAuthorized
+                        } else {
+                            PubRecReason::Success
+                        },
+                    },
+                    None,
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn route(
+        &mut self,
+        topic: Arc<str>,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+        properties: Option<PublishProperties>,
+    ) {
+        let expiry_secs = properties.as_ref().and_then(|p| p.message_expiry_interval);
+        if retain {
+            self.retained_writes.push(RetainedChange {
+                topic: Bytes::copy_from_slice(topic.as_bytes()),
+                payload: payload.clone(),
+                qos,
+                expiry_secs,
+            });
+        }
+        let mut message = Message::new(topic, payload, qos, retain);
+        message.expiry = expiry_secs.map(Expiry::after_secs);
+        message.publisher = Some(self.client_id.clone());
+        message.properties = properties.and_then(|p| {
+            let forwarded = MessageProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+            };
+            (forwarded != MessageProperties::default()).then(|| Arc::new(forwarded))
+        });
+        let routed = self.edge.router.publish(message);
+        if qos > 0 {
+            self.congested.extend(routed.congested);
+        }
+    }
+
+    fn resolve_alias(&mut self, alias: u16, topic: &mut Bytes) -> Result<(), End> {
+        let max = self.edge.config.mqtt.topic_alias_max;
+        if alias == 0 || alias > max {
+            return Err(violation(
+                DisconnectReasonCode::TopicAliasInvalid,
+                &format!("topic alias {alias} outside 1..={max}"),
+            ));
+        }
+        if topic.is_empty() {
+            match self.aliases.get(&alias) {
+                Some(known) => *topic = known.clone(),
+                None => {
+                    return Err(violation(
+                        DisconnectReasonCode::ProtocolError,
+                        &format!("topic alias {alias} used before it was set"),
+                    ))
+                }
+            }
+        } else {
+            self.aliases.insert(alias, topic.clone());
+        }
+        Ok(())
+    }
+
+    /// Subscribes each filter (invalid ones get a failure code), answers with SUBACK,
+    /// then the retained messages follow through the session's queue.
+    fn handle_subscribe(
+        &mut self,
+        subscribe: Subscribe,
+        properties: Option<SubscribeProperties>,
+    ) -> Result<(), End> {
+        let identifier = match properties.and_then(|p| p.id) {
+            Some(0) => {
+                return Err(violation(
+                    DisconnectReasonCode::ProtocolError,
+                    "subscription identifier 0",
+                ))
+            }
+            Some(id) => Some(u32::try_from(id).unwrap_or(u32::MAX)),
+            None => None,
+        };
+        let v5 = self.codec.version() == Version::V5;
+        let session = self.attached.session.clone();
+        let mut return_codes = Vec::with_capacity(subscribe.filters.len());
+        for filter in subscribe.filters {
+            let code = match FilterSpec::parse(&filter.path) {
+                Err(why) => {
+                    debug!(client_id = %self.client_id, filter = %filter.path, "refused filter: {}", why.describe());
+                    if v5 {
+                        SubscribeReasonCode::TopicFilterInvalid
+                    } else {
+                        SubscribeReasonCode::Failure
+                    }
+                }
+                Ok(spec) if spec.share_group.is_some() && filter.nolocal => {
+                    return Err(violation(
+                        DisconnectReasonCode::ProtocolError,
+                        "No Local on a shared subscription",
+                    ))
+                }
+                Ok(spec) => {
+                    let options = options_of(&filter, identifier, v5);
+                    self.edge.router.subscribe(&session, &spec, options);
+                    SubscribeReasonCode::Success(granted(options.qos))
+                }
+            };
+            return_codes.push(code);
+        }
+        self.encode(Packet::SubAck(
+            SubAck {
+                pkid: subscribe.pkid,
+                return_codes,
+            },
+            None,
+        ));
+        Ok(())
+    }
+
+    fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let session = self.attached.session.clone();
+        let reasons = unsubscribe
+            .filters
+            .iter()
+            .map(|raw| match FilterSpec::parse(raw) {
+                Err(_) => UnsubAckReason::TopicFilterInvalid,
+                Ok(spec) if self.edge.router.unsubscribe(&session, &spec) => {
+                    UnsubAckReason::Success
+                }
+                Ok(_) => UnsubAckReason::NoSubscriptionExisted,
+            })
+            .collect();
+        self.encode(Packet::UnsubAck(
+            UnsubAck {
+                pkid: unsubscribe.pkid,
+                reasons,
+            },
+            None,
+        ));
+    }
+}
+
+fn options_of(filter: &Filter, identifier: Option<u32>, v5: bool) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos: (filter.qos as u8).min(2),
+        no_local: v5 && filter.nolocal,
+        retain_as_published: v5 && filter.preserve_retain,
+        retain_handling: if v5 {
+            match filter.retain_forward_rule {
+                RetainForwardRule::OnEverySubscribe => 0,
+                RetainForwardRule::OnNewSubscribe => 1,
+                RetainForwardRule::Never => 2,
+            }
+        } else {
+            0
+        },
+        identifier,
+    }
+}
+
+fn granted(qos: u8) -> QoS {
+    match qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}

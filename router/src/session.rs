@@ -1,0 +1,474 @@
+//! One client's session: its subscriptions, the bounded queue of messages waiting
+//! for it, the QoS 1/2 messages in flight each way, and the retained messages still
+//! to be served for new subscriptions. Publishers push into it from their own task
+//! and wake the connection that drains it.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::index::{SessionId, SubscriptionOptions};
+use crate::message::Delivery;
+use crate::retained::RetainedIndex;
+use crate::topic::FilterSpec;
+
+/// Queue bounds, from `[mqtt]`.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Messages queued for one session before QoS 0 is dropped and QoS 1/2
+    /// publishers wait (Mosquitto's `max_queued_messages`).
+    pub max_messages: usize,
+    /// The same in bytes (Mosquitto's `max_queued_bytes`).
+    pub max_bytes: usize,
+}
+
+impl QueueLimits {
+    fn over_soft(&self, len: usize, bytes: usize) -> bool {
+        len >= self.max_messages || bytes >= self.max_bytes
+    }
+
+    /// QoS 1/2 beyond the soft bound are still taken while publishers slow down, up
+    /// to twice the bound; past that the slow subscriber loses them.
+    fn over_hard(&self, len: usize, bytes: usize) -> bool {
+        len >= self.max_messages.saturating_mul(2) || bytes >= self.max_bytes.saturating_mul(2)
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Queued, but the session is over its bound: the publisher should wait.
+    QueuedOverBound,
+    /// Dropped: QoS 0 to a full queue, or anything to a stalled or offline-full one.
+    Dropped,
+}
+
+/// A packet the connection should send for this session.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Publish {
+        /// 0 for QoS 0.
+        pkid: u16,
+        dup: bool,
+        delivery: Delivery,
+    },
+    PubRel {
+        pkid: u16,
+    },
+}
+
+#[derive(Debug)]
+struct InFlight {
+    delivery: Delivery,
+    /// PUBREC received and PUBREL sent (QoS 2, second half).
+    released: bool,
+}
+
+/// Retained messages still to be served for one new subscription.
+#[derive(Debug)]
+struct Replay {
+    filter: String,
+    options: SubscriptionOptions,
+    after: Option<Arc<str>>,
+}
+
+/// The result of registering an inbound QoS 2 PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingQos2 {
+    /// First time: route it.
+    New,
+    /// A retransmission of one not yet released: do not route it again.
+    Duplicate,
+    /// The client exceeded our Receive Maximum.
+    OverReceiveMaximum,
+}
+
+#[derive(Debug)]
+struct State {
+    connected: bool,
+    /// Incremented at every connect; a disconnect only counts for its own connection.
+    epoch: u64,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    inflight: BTreeMap<u16, InFlight>,
+    /// The client's Receive Maximum (3.1.1: `max_inflight`).
+    send_quota: usize,
+    next_pkid: u16,
+    incoming_qos2: HashSet<u16>,
+    subscriptions: BTreeMap<FilterSpec, SubscriptionOptions>,
+    replays: VecDeque<Replay>,
+    /// Set when publishers gave up waiting for this session: over the bound, its
+    /// QoS 1/2 messages are dropped instead of slowing publishers down.
+    stalled: bool,
+    expires_at: Option<Instant>,
+    dropped: u64,
+}
+
+pub struct Session {
+    pub id: SessionId,
+    pub client_id: Arc<str>,
+    limits: QueueLimits,
+    state: Mutex<State>,
+    /// The connection has something to send.
+    work: Notify,
+    /// The queue went back under its bound.
+    room: Notify,
+}
+
+/// Retained messages taken per page when a subscription is served.
+const REPLAY_PAGE: usize = 256;
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn new(id: SessionId, client_id: Arc<str>, limits: QueueLimits) -> Session {
+        Session {
+            id,
+            client_id,
+            limits,
+            state: Mutex::new(State {
+                connected: false,
+                epoch: 0,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                inflight: BTreeMap::new(),
+                send_quota: 1,
+                next_pkid: 1,
+                incoming_qos2: HashSet::new(),
+                subscriptions: BTreeMap::new(),
+                replays: VecDeque::new(),
+                stalled: false,
+                expires_at: None,
+                dropped: 0,
+            }),
+            work: Notify::new(),
+            room: Notify::new(),
+        }
+    }
+
+    /// Marks the session connected with the client's Receive Maximum; returns the
+    /// connection's epoch.
+    pub(crate) fn attach(&self, send_quota: u16) -> u64 {
+        let mut state = self.state.lock();
+        state.connected = true;
+        state.epoch += 1;
+        state.send_quota = usize::from(send_quota.max(1));
+        state.expires_at = None;
+        state.stalled = false;
+        state.epoch
+    }
+
+    /// Marks it disconnected if `epoch` is still its connection. True if it was.
+    pub(crate) fn detach(&self, epoch: u64, expires_at: Option<Instant>) -> bool {
+        let mut state = self.state.lock();
+        if state.epoch != epoch || !state.connected {
+            return false;
+        }
+        state.connected = false;
+        state.expires_at = expires_at;
+        // QoS 0 is not kept for an offline session.
+        let before = state.queue.len();
+        state.queue.retain(|d| d.qos > 0);
+        if state.queue.len() != before {
+            state.queued_bytes = state.queue.iter().map(Delivery::cost).sum();
+        }
+        self.room.notify_waiters();
+        true
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.state.lock().connected
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
+        self.state.lock().expires_at
+    }
+
+    /// Pushes a message for this session and wakes its connection.
+    pub fn push(&self, delivery: Delivery) -> Pushed {
+        let pushed = {
+            let mut state = self.state.lock();
+            let (len, bytes) = (state.queue.len(), state.queued_bytes);
+            let pushed = if !self.limits.over_soft(len, bytes) {
+                Pushed::Queued
+            } else if delivery.qos == 0
+                || !state.connected
+                || state.stalled
+                || self.limits.over_hard(len, bytes)
+            {
+                Pushed::Dropped
+            } else {
+                Pushed::QueuedOverBound
+            };
+            if pushed == Pushed::Dropped {
+                state.dropped += 1;
+            } else if state.connected || delivery.qos > 0 {
+                state.queued_bytes += delivery.cost();
+                state.queue.push_back(delivery);
+            } else {
+                return Pushed::Dropped;
+            }
+            pushed
+        };
+        if pushed != Pushed::Dropped {
+            self.work.notify_one();
+        }
+        pushed
+    }
+
+    /// Waits until the queue is back under its bound, the session goes offline, or
+    /// `patience` runs out (then it is marked stalled: publishers stop waiting for it).
+    pub async fn wait_for_room(&self, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let room = self.room.notified();
+            {
+                let state = self.state.lock();
+                if !state.connected
+                    || state.stalled
+                    || !self.limits.over_soft(state.queue.len(), state.queued_bytes)
+                {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                self.state.lock().stalled = true;
+                tracing::warn!(client_id = %self.client_id, "subscriber not reading: publishers stop waiting for it; its QoS 1/2 messages over twice max_queued_messages are dropped");
+                metrics::counter!("switchboard_router_stalled_subscribers_total").increment(1);
+                return;
+            }
+        }
+    }
+
+    /// Resolves when there may be something to send.
+    pub async fn work(&self) {
+        self.work.notified().await
+    }
+
+    /// Messages dropped for this session (full queue, stalled).
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    pub fn queued(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Moves what may be sent now into `out`: queued messages (QoS 1/2 while the
+    /// client's Receive Maximum allows), and retained messages for new subscriptions
+    /// one page at a time when the queue is empty. At most `max` packets.
+    pub fn take_outbound(&self, retained: &RetainedIndex, out: &mut Vec<Outbound>, max: usize) {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        if !state.connected {
+            return;
+        }
+        let mut taken = 0;
+        loop {
+            if state.queue.is_empty() && !state.replays.is_empty() {
+                refill_from_replays(&mut state, retained);
+            }
+            if taken == max {
+                break;
+            }
+            let Some(front) = state.queue.front() else {
+                break;
+            };
+            if front.qos > 0 && state.inflight.len() >= state.send_quota {
+                break;
+            }
+            let Some(delivery) = state.queue.pop_front() else {
+                break;
+            };
+            state.queued_bytes = state.queued_bytes.saturating_sub(delivery.cost());
+            if delivery.message.expired(now) {
+                continue;
+            }
+            let pkid = if delivery.qos > 0 {
+                let Some(pkid) = next_free_pkid(&mut state) else {
+                    state.queued_bytes += delivery.cost();
+                    state.queue.push_front(delivery);
+                    break;
+                };
+                state.inflight.insert(
+                    pkid,
+                    InFlight {
+                        delivery: delivery.clone(),
+                        released: false,
+                    },
+                );
+                pkid
+            } else {
+                0
+            };
+            out.push(Outbound::Publish {
+                pkid,
+                dup: false,
+                delivery,
+            });
+            taken += 1;
+        }
+        if !self.limits.over_soft(state.queue.len(), state.queued_bytes) {
+            state.stalled = false;
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Whether more can be sent now without waiting for a push or an ack.
+    pub fn has_sendable(&self) -> bool {
+        let state = self.state.lock();
+        let front_sendable = state
+            .queue
+            .front()
+            .is_some_and(|d| d.qos == 0 || state.inflight.len() < state.send_quota);
+        front_sendable || (state.queue.is_empty() && !state.replays.is_empty())
+    }
+
+    /// What was in flight when the last connection ended, to send again (PUBLISH
+    /// with DUP, or PUBREL), in packet id order.
+    pub fn resend_inflight(&self, out: &mut Vec<Outbound>) {
+        let state = self.state.lock();
+        for (pkid, flight) in &state.inflight {
+            out.push(if flight.released {
+                Outbound::PubRel { pkid: *pkid }
+            } else {
+                Outbound::Publish {
+                    pkid: *pkid,
+                    dup: true,
+                    delivery: flight.delivery.clone(),
+                }
+            });
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done. False if unknown.
+    pub fn complete(&self, pkid: u16) -> bool {
+        let done = self.state.lock().inflight.remove(&pkid).is_some();
+        if done {
+            self.work.notify_one();
+        }
+        done
+    }
+
+    /// PUBREC: the client has a QoS 2 message; PUBREL follows. False if unknown.
+    pub fn received(&self, pkid: u16) -> bool {
+        match self.state.lock().inflight.get_mut(&pkid) {
+            Some(flight) if flight.delivery.qos == 2 => {
+                flight.released = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An inbound QoS 2 PUBLISH, bounded by our Receive Maximum.
+    pub fn incoming_qos2(&self, pkid: u16, receive_maximum: u16) -> IncomingQos2 {
+        let mut state = self.state.lock();
+        if state.incoming_qos2.contains(&pkid) {
+            return IncomingQos2::Duplicate;
+        }
+        if state.incoming_qos2.len() >= usize::from(receive_maximum) {
+            return IncomingQos2::OverReceiveMaximum;
+        }
+        state.incoming_qos2.insert(pkid);
+        IncomingQos2::New
+    }
+
+    /// Inbound QoS 2 messages awaiting PUBREL.
+    pub fn incoming_qos2_pending(&self) -> usize {
+        self.state.lock().incoming_qos2.len()
+    }
+
+    /// PUBREL from the client: releases exactly the packet id it names.
+    pub fn release_incoming(&self, pkid: u16) -> bool {
+        self.state.lock().incoming_qos2.remove(&pkid)
+    }
+
+    /// Records a subscription; returns the options it replaced, if any.
+    pub(crate) fn remember(
+        &self,
+        spec: &FilterSpec,
+        options: SubscriptionOptions,
+    ) -> Option<SubscriptionOptions> {
+        self.state
+            .lock()
+            .subscriptions
+            .insert(spec.clone(), options)
+    }
+
+    pub(crate) fn forget(&self, spec: &FilterSpec) -> bool {
+        let mut state = self.state.lock();
+        state.replays.retain(|r| r.filter != spec.filter);
+        state.subscriptions.remove(spec).is_some()
+    }
+
+    pub fn subscriptions(&self) -> Vec<(FilterSpec, SubscriptionOptions)> {
+        let state = self.state.lock();
+        state
+            .subscriptions
+            .iter()
+            .map(|(s, o)| (s.clone(), *o))
+            .collect()
+    }
+
+    /// Serves `filter`'s retained messages to this session, in pages, from now on.
+    pub(crate) fn replay(&self, filter: &str, options: SubscriptionOptions) {
+        self.state.lock().replays.push_back(Replay {
+            filter: filter.to_string(),
+            options,
+            after: None,
+        });
+        self.work.notify_one();
+    }
+}
+
+/// Queues the next page of the first pending replay. Runs under the session lock, so
+/// a live message published after the page was read is queued after it: a
+/// subscriber never ends on an older retained value than a concurrent publish.
+fn refill_from_replays(state: &mut State, retained: &RetainedIndex) {
+    let Some(replay) = state.replays.front_mut() else {
+        return;
+    };
+    let page = retained.page(&replay.filter, replay.after.as_deref(), REPLAY_PAGE);
+    let options = replay.options;
+    match page.next {
+        Some(next) => replay.after = Some(next),
+        None => {
+            state.replays.pop_front();
+        }
+    }
+    for message in page.messages {
+        let delivery = Delivery {
+            qos: message.qos.min(options.qos),
+            retain: true,
+            subscription_ids: options.identifier.into_iter().collect(),
+            message,
+        };
+        state.queued_bytes += delivery.cost();
+        state.queue.push_back(delivery);
+    }
+}
+
+fn next_free_pkid(state: &mut State) -> Option<u16> {
+    if state.inflight.len() >= usize::from(u16::MAX) {
+        return None;
+    }
+    loop {
+        let pkid = state.next_pkid;
+        state.next_pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
+        if !state.inflight.contains_key(&pkid) {
+            return Some(pkid);
+        }
+    }
+}
