@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::browser::{missed_payloads, Browser, Ended};
 use common::raw::{self, RawClient};
-use common::{publish, signal, Sub, Switchboard};
+use common::{publish, rss_kib, signal, Sub, Switchboard};
 use serde_json::{json, Value};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -482,18 +482,6 @@ async fn stalled_browser_is_conflated_then_closed_while_others_get_everything() 
         rss_after < 256 * 1024,
         "RSS {rss_before} KiB → {rss_after} KiB"
     );
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn metric(text: &str, name: &str) -> f64 {

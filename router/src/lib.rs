@@ -204,9 +204,7 @@ impl Router {
                 index.remove(spec, session.id);
             }
         }
-        for (spec, _) in &subscriptions {
-            session.forget(spec);
-        }
+        session.forget_all();
         if let Some(at) = session.expires_at() {
             table.expiring.remove(&(at, session.id));
         }

@@ -121,6 +121,9 @@ pub struct Session {
 
 /// Retained messages taken per page when a subscription is served.
 const REPLAY_PAGE: usize = 256;
+/// Pages looked at per step while they come back empty (many subscriptions with
+/// no retained messages), so one step stays short.
+const REPLAY_PAGES: usize = 64;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -276,8 +279,10 @@ impl Session {
         }
         let mut taken = 0;
         loop {
-            if state.queue.is_empty() && !state.replays.is_empty() {
+            let mut pages = 0;
+            while state.queue.is_empty() && !state.replays.is_empty() && pages < REPLAY_PAGES {
                 refill_from_replays(&mut state, retained);
+                pages += 1;
             }
             if taken == max {
                 break;
@@ -411,6 +416,12 @@ impl Session {
         let mut state = self.state.lock();
         state.replays.retain(|r| r.filter != spec.filter);
         state.subscriptions.remove(spec).is_some()
+    }
+
+    pub(crate) fn forget_all(&self) {
+        let mut state = self.state.lock();
+        state.replays.clear();
+        state.subscriptions.clear();
     }
 
     pub fn subscriptions(&self) -> Vec<(FilterSpec, SubscriptionOptions)> {

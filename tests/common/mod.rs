@@ -415,3 +415,15 @@ pub fn node(script: &str, args: &[&str]) -> Output {
         .output()
         .expect("run node")
 }
+
+/// Resident memory of process `pid` in KiB (fails the test when /proc cannot say).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc status")
+}

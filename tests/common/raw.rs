@@ -9,8 +9,8 @@ use bytes::BytesMut;
 use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::v5::V5;
 use rumqttd::protocol::{
-    Connect, ConnectProperties, Filter, Packet, Protocol, Publish, QoS, RetainForwardRule,
-    Subscribe,
+    Connect, ConnectProperties, Filter, LastWill, Packet, Protocol, Publish, QoS,
+    RetainForwardRule, Subscribe,
 };
 
 pub struct Frame {
@@ -319,4 +319,93 @@ pub fn publish_retained_acked(addr: SocketAddr, prefix: &str, count: usize) {
     for _ in 0..count {
         client.expect_kind(4, Duration::from_secs(10));
     }
+}
+
+/// A SUBSCRIBE of several filters at QoS 1 (packet id 1).
+pub fn subscribe_many(v5: bool, filters: &[&str]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let packet = Packet::Subscribe(
+        Subscribe {
+            pkid: 1,
+            filters: filters
+                .iter()
+                .map(|f| Filter {
+                    path: f.to_string(),
+                    qos: QoS::AtLeastOnce,
+                    nolocal: false,
+                    preserve_retain: false,
+                    retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+                })
+                .collect(),
+        },
+        None,
+    );
+    if v5 {
+        V5.write(packet, &mut out).expect("encode subscribe");
+    } else {
+        V4.write(packet, &mut out).expect("encode subscribe");
+    }
+    out.to_vec()
+}
+
+/// A v5 PUBLISH with any QoS, no properties, encoded by hand.
+pub fn publish_v5_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    body.push(0);
+    body.extend_from_slice(payload);
+    frame(0x30 | (qos << 1) | u8::from(retain), body)
+}
+
+/// A v5 CONNECT (clean start) with a will on `topic`.
+pub fn connect_v5_with_will(client_id: &str, topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let connect = Connect {
+        keep_alive: 30,
+        client_id: client_id.to_string(),
+        clean_session: true,
+    };
+    let will = LastWill {
+        topic: bytes::Bytes::copy_from_slice(topic.as_bytes()),
+        message: bytes::Bytes::copy_from_slice(payload),
+        qos: QoS::AtMostOnce,
+        retain: false,
+    };
+    V5.write(
+        Packet::Connect(connect, None, Some(will), None, None),
+        &mut out,
+    )
+    .expect("encode connect");
+    out.to_vec()
+}
+
+/// PUBREL for `pkid` (3.1.1 form, also valid v5 with reason omitted).
+pub fn pubrel(pkid: u16) -> Vec<u8> {
+    frame(0x62, pkid.to_be_bytes().to_vec())
+}
+
+pub fn pingreq() -> Vec<u8> {
+    vec![0xC0, 0]
+}
+
+fn frame(first: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend(body);
+    out
 }
