@@ -1,6 +1,7 @@
 //! The `switchboard` binary: run the broker, or check/print config, or make dev certificates.
 
 mod admin;
+mod autosave;
 mod certs;
 mod logging;
 mod server;

@@ -89,17 +89,26 @@ async fn serve(config: Config) -> Result<(), String> {
         Some(r.into_message(now))
     });
     let restored = broker.router().retained().load(messages);
+    let sessions = store.load_sessions().map_err(|e| e.to_string())?;
+    let sessions = broker.router().restore_sessions(sessions);
     info!(
         restored,
+        sessions,
         ms = started.elapsed().as_millis() as u64,
         data_dir = %config.node.data_dir.display(),
-        "retained messages restored"
+        "retained messages and persistent sessions restored"
+    );
+    let router = broker.router();
+    crate::autosave::spawn(
+        router.clone(),
+        store.clone(),
+        config.storage.autosave_interval,
     );
     let bridge = Bridge::start(
         config.clone(),
         broker.router(),
         broker.events(),
-        store,
+        store.clone(),
         stop_rx.clone(),
     )
     .map_err(|e| e.to_string())?;
@@ -131,6 +140,7 @@ async fn serve(config: Config) -> Result<(), String> {
     broker
         .shutdown(Duration::from_secs(config.node.shutdown_grace_secs))
         .await;
+    crate::autosave::save_at_shutdown(&router, &store).await;
     bridge.finish().await;
     if let Some(task) = http_task {
         if tokio::time::timeout(Duration::from_secs(2), task)

@@ -253,46 +253,6 @@ fn mqtt5_delivery_rules_with_mqtt_js() {
     );
 }
 
-#[test]
-fn persistent_v5_session_gets_its_queued_qos1_messages() {
-    let sb = Switchboard::start("");
-    let id = [
-        "-V",
-        "mqttv5",
-        "-i",
-        "persist-1",
-        "-c",
-        "-x",
-        "99999",
-        "-q",
-        "1",
-    ];
-    let first = Sub::start(
-        sb.ports.tcp,
-        &[&id[..], &["-t", "ps/#", "-C", "1"]].concat(),
-    );
-    publish(sb.ports.tcp, &["-t", "ps/0", "-m", "m0", "-q", "1"]);
-    assert_eq!(first.lines(), vec!["m0".to_string()]);
-    for n in 1..=5 {
-        publish(
-            sb.ports.tcp,
-            &["-t", "ps/x", "-m", &format!("m{n}"), "-q", "1"],
-        );
-    }
-    // The queued messages may arrive before the SUBACK: run it to completion.
-    let again = common::tool("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &sb.ports.tcp.to_string()])
-        .args(id)
-        .args(["-t", "ps/#", "-C", "5", "-W", "10"])
-        .output()
-        .expect("run mosquitto_sub");
-    let lines: Vec<String> = String::from_utf8_lossy(&again.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(lines, (1..=5).map(|n| format!("m{n}")).collect::<Vec<_>>());
-}
-
 /// Subscribes `count` distinct filters from one clean-session client, then leaves.
 /// Returns RSS (KiB) with the filters in place.
 fn subscribe_then_leave(sb: &Switchboard, round: usize, count: usize) -> u64 {

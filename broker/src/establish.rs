@@ -121,6 +121,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         &accepted.client_id,
         accepted.clean_start,
         accepted.send_quota,
+        Duration::from_secs(u64::from(accepted.session_expiry)),
     ) {
         Ok(attached) => attached,
         Err(_) => {

@@ -192,6 +192,10 @@ pub struct StorageConfig {
     /// How long such a client waits for room before its change is dropped, counted
     /// and logged (the router still serves it, but it does not survive a restart).
     pub queue_wait_ms: u64,
+    /// Seconds between saves of the persistent MQTT sessions (subscriptions and
+    /// queued QoS 1/2 messages); they are also saved at shutdown. `0`: only at
+    /// shutdown. Mosquitto's `autosave_interval`.
+    pub autosave_interval: u64,
 }
 
 impl Default for StorageConfig {
@@ -200,6 +204,7 @@ impl Default for StorageConfig {
             flush_ms: 100,
             write_queue: 65_536,
             queue_wait_ms: 5_000,
+            autosave_interval: 60,
         }
     }
 }

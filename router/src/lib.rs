@@ -8,6 +8,8 @@
 
 mod index;
 mod message;
+mod outbound;
+mod persist;
 mod retained;
 mod session;
 mod stats;
@@ -22,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use index::{Matched, SessionId, SubscriptionIndex, SubscriptionOptions};
 pub use message::{now_ms, Delivery, Expiry, Message, MessageProperties};
+pub use persist::{SessionSnapshot, StoredDelivery};
 pub use retained::{RetainedIndex, RetainedPage};
 pub use session::{IncomingQos2, Outbound, Pushed, QueueLimits, Session};
 pub use stats::Stats;
@@ -71,19 +74,19 @@ pub struct Routed {
 }
 
 #[derive(Default)]
-struct SessionTable {
-    by_client_id: HashMap<Arc<str>, Arc<Session>>,
+pub(crate) struct SessionTable {
+    pub by_client_id: HashMap<Arc<str>, Arc<Session>>,
     /// Offline sessions by when they expire.
-    expiring: BTreeMap<(Instant, SessionId), Arc<str>>,
+    pub expiring: BTreeMap<(Instant, SessionId), Arc<str>>,
 }
 
 pub struct Router {
-    index: RwLock<SubscriptionIndex<Arc<Session>>>,
-    sessions: Mutex<SessionTable>,
+    pub(crate) index: RwLock<SubscriptionIndex<Arc<Session>>>,
+    pub(crate) sessions: Mutex<SessionTable>,
     retained: Arc<RetainedIndex>,
     sinks: RwLock<Vec<Arc<dyn MessageSink>>>,
-    limits: Limits,
-    next_id: AtomicU64,
+    pub(crate) limits: Limits,
+    pub(crate) next_id: AtomicU64,
     pub stats: Stats,
 }
 
@@ -110,11 +113,14 @@ impl Router {
 
     /// Opens (or, without `clean_start`, resumes) `client_id`'s session for a new
     /// connection. The caller has already ended any other connection with this id.
+    /// `expiry`: how long the session is to outlive this connection (it may change
+    /// at [`Router::disconnect`]).
     pub fn connect(
         &self,
         client_id: &Arc<str>,
         clean_start: bool,
         send_quota: u16,
+        expiry: Duration,
     ) -> Result<Attached, TooManySessions> {
         let mut table = self.sessions.lock();
         let existing = table.by_client_id.get(client_id).cloned();
@@ -138,7 +144,7 @@ impl Router {
         if let Some(at) = session.expires_at() {
             table.expiring.remove(&(at, session.id));
         }
-        let epoch = session.attach(send_quota);
+        let epoch = session.attach(send_quota, expiry);
         self.stats
             .sessions
             .store(table.by_client_id.len() as u64, Ordering::Relaxed);
@@ -161,19 +167,15 @@ impl Router {
         if !current {
             return;
         }
-        if expiry.is_zero() {
-            if session.detach(attached.epoch, None) {
-                self.drop_session(&mut table, session);
-            }
+        if !session.detach(attached.epoch, expiry) {
             return;
         }
-        let at = Instant::now().checked_add(expiry);
-        if session.detach(attached.epoch, at) {
-            if let Some(at) = at {
-                table
-                    .expiring
-                    .insert((at, session.id), session.client_id.clone());
-            }
+        if expiry.is_zero() {
+            self.drop_session(&mut table, session);
+        } else if let Some(at) = session.expires_at() {
+            table
+                .expiring
+                .insert((at, session.id), session.client_id.clone());
         }
     }
 

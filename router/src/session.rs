@@ -12,7 +12,6 @@ use tokio::sync::Notify;
 
 use crate::index::{SessionId, SubscriptionOptions};
 use crate::message::Delivery;
-use crate::retained::RetainedIndex;
 use crate::topic::FilterSpec;
 
 /// Queue bounds, from `[mqtt]`.
@@ -26,7 +25,7 @@ pub struct QueueLimits {
 }
 
 impl QueueLimits {
-    fn over_soft(&self, len: usize, bytes: usize) -> bool {
+    pub(crate) fn over_soft(&self, len: usize, bytes: usize) -> bool {
         len >= self.max_messages || bytes >= self.max_bytes
     }
 
@@ -62,18 +61,18 @@ pub enum Outbound {
 }
 
 #[derive(Debug)]
-struct InFlight {
-    delivery: Delivery,
+pub(crate) struct InFlight {
+    pub delivery: Delivery,
     /// PUBREC received and PUBREL sent (QoS 2, second half).
-    released: bool,
+    pub released: bool,
 }
 
 /// Retained messages still to be served for one new subscription.
 #[derive(Debug)]
-struct Replay {
-    filter: String,
-    options: SubscriptionOptions,
-    after: Option<Arc<str>>,
+pub(crate) struct Replay {
+    pub filter: String,
+    pub options: SubscriptionOptions,
+    pub after: Option<Arc<str>>,
 }
 
 /// The result of registering an inbound QoS 2 PUBLISH.
@@ -88,42 +87,38 @@ pub enum IncomingQos2 {
 }
 
 #[derive(Debug)]
-struct State {
-    connected: bool,
+pub(crate) struct State {
+    pub connected: bool,
     /// Incremented at every connect; a disconnect only counts for its own connection.
-    epoch: u64,
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
-    inflight: BTreeMap<u16, InFlight>,
+    pub epoch: u64,
+    pub queue: VecDeque<Delivery>,
+    pub queued_bytes: usize,
+    pub inflight: BTreeMap<u16, InFlight>,
     /// The client's Receive Maximum (3.1.1: `max_inflight`).
-    send_quota: usize,
-    next_pkid: u16,
+    pub send_quota: usize,
+    pub next_pkid: u16,
     incoming_qos2: HashSet<u16>,
-    subscriptions: BTreeMap<FilterSpec, SubscriptionOptions>,
-    replays: VecDeque<Replay>,
+    pub subscriptions: BTreeMap<FilterSpec, SubscriptionOptions>,
+    pub replays: VecDeque<Replay>,
     /// Set when publishers gave up waiting for this session: over the bound, its
     /// QoS 1/2 messages are dropped instead of slowing publishers down.
-    stalled: bool,
-    expires_at: Option<Instant>,
-    dropped: u64,
+    pub stalled: bool,
+    pub expires_at: Option<Instant>,
+    /// How long the session outlives its connection (zero: it ends with it).
+    pub expiry: Duration,
+    pub dropped: u64,
 }
 
 pub struct Session {
     pub id: SessionId,
     pub client_id: Arc<str>,
-    limits: QueueLimits,
-    state: Mutex<State>,
+    pub(crate) limits: QueueLimits,
+    pub(crate) state: Mutex<State>,
     /// The connection has something to send.
-    work: Notify,
+    pub(crate) work: Notify,
     /// The queue went back under its bound.
-    room: Notify,
+    pub(crate) room: Notify,
 }
-
-/// Retained messages taken per page when a subscription is served.
-const REPLAY_PAGE: usize = 256;
-/// Pages looked at per step while they come back empty (many subscriptions with
-/// no retained messages), so one step stays short.
-const REPLAY_PAGES: usize = 64;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,6 +148,7 @@ impl Session {
                 replays: VecDeque::new(),
                 stalled: false,
                 expires_at: None,
+                expiry: Duration::ZERO,
                 dropped: 0,
             }),
             work: Notify::new(),
@@ -162,8 +158,9 @@ impl Session {
 
     /// Marks the session connected with the client's Receive Maximum; returns the
     /// connection's epoch.
-    pub(crate) fn attach(&self, send_quota: u16) -> u64 {
+    pub(crate) fn attach(&self, send_quota: u16, expiry: Duration) -> u64 {
         let mut state = self.state.lock();
+        state.expiry = expiry;
         state.connected = true;
         state.epoch += 1;
         state.send_quota = usize::from(send_quota.max(1));
@@ -173,13 +170,14 @@ impl Session {
     }
 
     /// Marks it disconnected if `epoch` is still its connection. True if it was.
-    pub(crate) fn detach(&self, epoch: u64, expires_at: Option<Instant>) -> bool {
+    pub(crate) fn detach(&self, epoch: u64, expiry: Duration) -> bool {
         let mut state = self.state.lock();
         if state.epoch != epoch || !state.connected {
             return false;
         }
         state.connected = false;
-        state.expires_at = expires_at;
+        state.expiry = expiry;
+        state.expires_at = Instant::now().checked_add(expiry);
         // QoS 0 is not kept for an offline session.
         let before = state.queue.len();
         state.queue.retain(|d| d.qos > 0);
@@ -268,115 +266,6 @@ impl Session {
         self.state.lock().queue.len()
     }
 
-    /// Moves what may be sent now into `out`: queued messages (QoS 1/2 while the
-    /// client's Receive Maximum allows), and retained messages for new subscriptions
-    /// one page at a time when the queue is empty. At most `max` packets.
-    pub fn take_outbound(&self, retained: &RetainedIndex, out: &mut Vec<Outbound>, max: usize) {
-        let now = Instant::now();
-        let mut state = self.state.lock();
-        if !state.connected {
-            return;
-        }
-        let mut taken = 0;
-        loop {
-            let mut pages = 0;
-            while state.queue.is_empty() && !state.replays.is_empty() && pages < REPLAY_PAGES {
-                refill_from_replays(&mut state, retained);
-                pages += 1;
-            }
-            if taken == max {
-                break;
-            }
-            let Some(front) = state.queue.front() else {
-                break;
-            };
-            if front.qos > 0 && state.inflight.len() >= state.send_quota {
-                break;
-            }
-            let Some(delivery) = state.queue.pop_front() else {
-                break;
-            };
-            state.queued_bytes = state.queued_bytes.saturating_sub(delivery.cost());
-            if delivery.message.expired(now) {
-                continue;
-            }
-            let pkid = if delivery.qos > 0 {
-                let Some(pkid) = next_free_pkid(&mut state) else {
-                    state.queued_bytes += delivery.cost();
-                    state.queue.push_front(delivery);
-                    break;
-                };
-                state.inflight.insert(
-                    pkid,
-                    InFlight {
-                        delivery: delivery.clone(),
-                        released: false,
-                    },
-                );
-                pkid
-            } else {
-                0
-            };
-            out.push(Outbound::Publish {
-                pkid,
-                dup: false,
-                delivery,
-            });
-            taken += 1;
-        }
-        if !self.limits.over_soft(state.queue.len(), state.queued_bytes) {
-            state.stalled = false;
-            self.room.notify_waiters();
-        }
-    }
-
-    /// Whether more can be sent now without waiting for a push or an ack.
-    pub fn has_sendable(&self) -> bool {
-        let state = self.state.lock();
-        let front_sendable = state
-            .queue
-            .front()
-            .is_some_and(|d| d.qos == 0 || state.inflight.len() < state.send_quota);
-        front_sendable || (state.queue.is_empty() && !state.replays.is_empty())
-    }
-
-    /// What was in flight when the last connection ended, to send again (PUBLISH
-    /// with DUP, or PUBREL), in packet id order.
-    pub fn resend_inflight(&self, out: &mut Vec<Outbound>) {
-        let state = self.state.lock();
-        for (pkid, flight) in &state.inflight {
-            out.push(if flight.released {
-                Outbound::PubRel { pkid: *pkid }
-            } else {
-                Outbound::Publish {
-                    pkid: *pkid,
-                    dup: true,
-                    delivery: flight.delivery.clone(),
-                }
-            });
-        }
-    }
-
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done. False if unknown.
-    pub fn complete(&self, pkid: u16) -> bool {
-        let done = self.state.lock().inflight.remove(&pkid).is_some();
-        if done {
-            self.work.notify_one();
-        }
-        done
-    }
-
-    /// PUBREC: the client has a QoS 2 message; PUBREL follows. False if unknown.
-    pub fn received(&self, pkid: u16) -> bool {
-        match self.state.lock().inflight.get_mut(&pkid) {
-            Some(flight) if flight.delivery.qos == 2 => {
-                flight.released = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// An inbound QoS 2 PUBLISH, bounded by our Receive Maximum.
     pub fn incoming_qos2(&self, pkid: u16, receive_maximum: u16) -> IncomingQos2 {
         let mut state = self.state.lock();
@@ -441,45 +330,5 @@ impl Session {
             after: None,
         });
         self.work.notify_one();
-    }
-}
-
-/// Queues the next page of the first pending replay. Runs under the session lock, so
-/// a live message published after the page was read is queued after it: a
-/// subscriber never ends on an older retained value than a concurrent publish.
-fn refill_from_replays(state: &mut State, retained: &RetainedIndex) {
-    let Some(replay) = state.replays.front_mut() else {
-        return;
-    };
-    let page = retained.page(&replay.filter, replay.after.as_deref(), REPLAY_PAGE);
-    let options = replay.options;
-    match page.next {
-        Some(next) => replay.after = Some(next),
-        None => {
-            state.replays.pop_front();
-        }
-    }
-    for message in page.messages {
-        let delivery = Delivery {
-            qos: message.qos.min(options.qos),
-            retain: true,
-            subscription_ids: options.identifier.into_iter().collect(),
-            message,
-        };
-        state.queued_bytes += delivery.cost();
-        state.queue.push_back(delivery);
-    }
-}
-
-fn next_free_pkid(state: &mut State) -> Option<u16> {
-    if state.inflight.len() >= usize::from(u16::MAX) {
-        return None;
-    }
-    loop {
-        let pkid = state.next_pkid;
-        state.next_pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
-        if !state.inflight.contains_key(&pkid) {
-            return Some(pkid);
-        }
     }
 }

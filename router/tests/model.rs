@@ -112,7 +112,7 @@ fn run_sequence(seed: u64) {
     let ids: Vec<Arc<str>> = (0..CLIENTS).map(|c| Arc::from(format!("c{c}"))).collect();
     let mut attached: Vec<_> = ids
         .iter()
-        .map(|id| router.connect(id, true, u16::MAX).unwrap())
+        .map(|id| router.connect(id, true, u16::MAX, Duration::ZERO).unwrap())
         .collect();
     let mut model = Model {
         subscriptions: vec![BTreeMap::new(); CLIENTS],
@@ -148,7 +148,9 @@ fn run_sequence(seed: u64) {
             }
             5 => {
                 router.disconnect(&attached[c], Duration::ZERO);
-                attached[c] = router.connect(&ids[c], true, u16::MAX).unwrap();
+                attached[c] = router
+                    .connect(&ids[c], true, u16::MAX, Duration::ZERO)
+                    .unwrap();
                 model.subscriptions[c].clear();
             }
             _ => {

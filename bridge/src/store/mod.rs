@@ -1,12 +1,14 @@
 //! Durable state behind one small trait, so single node and cluster share every line
 //! above it: the embedded sled store now, a Redis one later.
 
+mod sessions;
 mod sled_store;
 mod writer;
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
+pub use switchboard_broker::router::SessionSnapshot;
 
 pub use sled_store::SledStore;
 pub use writer::{spawn_writer, StoreWriter};
@@ -98,4 +100,9 @@ pub trait RetainedStore: Send + Sync + 'static {
     /// Takes the saved history, removing it durably: after a crash the next start
     /// finds none and begins a new epoch.
     fn take_history(&self) -> Result<Option<SavedHistory>, StoreError>;
+    /// Replaces the stored persistent MQTT sessions with `sessions`, atomically, and
+    /// makes it durable.
+    fn save_sessions(&self, sessions: &[SessionSnapshot]) -> Result<(), StoreError>;
+    /// The stored persistent MQTT sessions.
+    fn load_sessions(&self) -> Result<Vec<SessionSnapshot>, StoreError>;
 }

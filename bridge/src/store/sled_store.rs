@@ -6,8 +6,8 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::{
-    CheckReport, HistoryRecord, RetainedStore, RetainedWrite, SavedHistory, StoreError,
-    StoredRetained,
+    CheckReport, HistoryRecord, RetainedStore, RetainedWrite, SavedHistory, SessionSnapshot,
+    StoreError, StoredRetained,
 };
 
 const FORMAT: u8 = 1;
@@ -18,6 +18,7 @@ pub struct SledStore {
     db: sled::Db,
     retained: sled::Tree,
     history: sled::Tree,
+    sessions: sled::Tree,
 }
 
 /// Key of the saved history's header in the `history` tree (records are keyed by
@@ -55,10 +56,14 @@ impl SledStore {
         let history = db
             .open_tree("history")
             .map_err(|e| open_error(format!("cannot open the history tree: {e}")))?;
+        let sessions = db
+            .open_tree("sessions")
+            .map_err(|e| open_error(format!("cannot open the sessions tree: {e}")))?;
         Ok(SledStore {
             db,
             retained,
             history,
+            sessions,
         })
     }
 }
@@ -208,6 +213,36 @@ impl RetainedStore for SledStore {
         self.history.clear().map_err(io)?;
         self.flush()?;
         Ok((!saved.epoch.is_empty()).then_some(saved))
+    }
+
+    fn save_sessions(&self, sessions: &[SessionSnapshot]) -> Result<(), StoreError> {
+        let keep: std::collections::HashSet<&[u8]> =
+            sessions.iter().map(|s| s.client_id.as_bytes()).collect();
+        let mut batch = sled::Batch::default();
+        for key in self.sessions.iter().keys() {
+            let key = key.map_err(io)?;
+            if !keep.contains(&*key) {
+                batch.remove(key);
+            }
+        }
+        for session in sessions {
+            batch.insert(
+                session.client_id.as_bytes(),
+                super::sessions::encode(session),
+            );
+        }
+        self.sessions.apply_batch(batch).map_err(io)?;
+        self.flush()
+    }
+
+    fn load_sessions(&self) -> Result<Vec<SessionSnapshot>, StoreError> {
+        self.sessions
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(io)?;
+                super::sessions::decode(&key, &value)
+            })
+            .collect()
     }
 
     fn check(&self) -> Result<CheckReport, StoreError> {
