@@ -6,14 +6,20 @@ use std::time::Duration;
 
 use switchboard_bridge::store::RetainedStore;
 use switchboard_broker::router::Router;
+use switchboard_broker::Supervisor;
 use tracing::{debug, error, info};
 
 /// Starts the periodic save (none when `every_secs` is 0).
-pub fn spawn(router: Arc<Router>, store: Arc<dyn RetainedStore>, every_secs: u64) {
+pub fn spawn(
+    supervisor: &Supervisor,
+    router: Arc<Router>,
+    store: Arc<dyn RetainedStore>,
+    every_secs: u64,
+) {
     if every_secs == 0 {
         return;
     }
-    tokio::spawn(async move {
+    supervisor.spawn("session autosave", async move {
         let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
         tick.tick().await;
         loop {

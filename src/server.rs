@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use switchboard_bridge::store::{RetainedStore, RetainedWrite, SledStore};
 use switchboard_bridge::{Bridge, HttpServer, HttpState};
-use switchboard_broker::Broker;
+use switchboard_broker::{Broker, Supervisor};
 use switchboard_config::Config;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -78,7 +78,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let store: Arc<dyn RetainedStore> = Arc::new(store);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Broker::start(config.clone());
+    let (supervisor, mut core_failures) = Supervisor::new();
+    let broker = Broker::start(config.clone(), supervisor.clone());
     let started = Instant::now();
     let messages = stored.into_iter().filter_map(|r| {
         let usable = switchboard_bridge::topic::valid_topic(&r.topic) && !r.payload.is_empty();
@@ -100,6 +101,7 @@ async fn serve(config: Config) -> Result<(), String> {
     );
     let router = broker.router();
     crate::autosave::spawn(
+        &supervisor,
         router.clone(),
         store.clone(),
         config.storage.autosave_interval,
@@ -110,6 +112,7 @@ async fn serve(config: Config) -> Result<(), String> {
         broker.events(),
         store.clone(),
         stop_rx.clone(),
+        &supervisor,
     )
     .map_err(|e| e.to_string())?;
     let mqtt_listeners = broker.bind().await.map_err(|e| e.to_string())?;
@@ -127,15 +130,28 @@ async fn serve(config: Config) -> Result<(), String> {
                 bridge: bridge.state(),
             },
             stop_rx.clone(),
+            &supervisor,
         )
     });
     broker.serve(mqtt_listeners);
     ready.store(true, Ordering::Relaxed);
     info!("switchboard ready");
 
-    wait_for_signal().await;
-    info!("shutting down");
+    // A core task that dies makes the broker unready at once; after a graceful
+    // attempt the process exits non-zero so a supervisor restarts it.
+    let failure = tokio::select! {
+        _ = wait_for_signal() => None,
+        failure = core_failures.recv() => failure,
+    };
     ready.store(false, Ordering::Relaxed);
+    match &failure {
+        Some(f) => error!(
+            task = f.task,
+            "core task ended: {}; shutting down", f.reason
+        ),
+        None => info!("shutting down"),
+    }
+    supervisor.stopping();
     let _ = stop_tx.send(true);
     broker
         .shutdown(Duration::from_secs(config.node.shutdown_grace_secs))
@@ -143,7 +159,7 @@ async fn serve(config: Config) -> Result<(), String> {
     crate::autosave::save_at_shutdown(&router, &store).await;
     bridge.finish().await;
     if let Some(task) = http_task {
-        if tokio::time::timeout(Duration::from_secs(2), task)
+        if tokio::time::timeout(Duration::from_secs(2), task.finished())
             .await
             .is_err()
         {
@@ -151,7 +167,10 @@ async fn serve(config: Config) -> Result<(), String> {
         }
     }
     info!("stopped");
-    Ok(())
+    match failure {
+        Some(f) => Err(format!("core task {} ended: {}", f.task, f.reason)),
+        None => Ok(()),
+    }
 }
 
 async fn wait_for_signal() {

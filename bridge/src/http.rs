@@ -13,6 +13,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
+use switchboard_broker::{Supervisor, TaskDone};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -45,12 +46,13 @@ impl HttpServer {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown` turns true.
+    /// Serves until `shutdown` turns true (a supervised core task).
     pub fn serve(
         self,
         state: HttpState,
         mut shutdown: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
+        supervisor: &Supervisor,
+    ) -> TaskDone {
         let mut app = Router::new()
             .route("/", get(dashboard))
             .route("/ws", get(websocket))
@@ -65,7 +67,7 @@ impl HttpServer {
         if let Some(addr) = self.local_addr() {
             info!("HTTP listening on {addr} (/ dashboard, /ws, /healthz, /readyz, /metrics)");
         }
-        tokio::spawn(async move {
+        supervisor.spawn("http server", async move {
             let stop = async move {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
             };

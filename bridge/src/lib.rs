@@ -24,7 +24,7 @@ mod ws;
 use std::sync::Arc;
 
 use switchboard_broker::router::Router;
-use switchboard_broker::EventFeed;
+use switchboard_broker::{EventFeed, Supervisor};
 use switchboard_config::Config;
 use tokio::sync::{watch, Semaphore};
 
@@ -79,6 +79,7 @@ impl Bridge {
         events: EventFeed,
         store: Arc<dyn RetainedStore>,
         shutdown: watch::Receiver<bool>,
+        supervisor: &Supervisor,
     ) -> Result<Bridge, BridgeError> {
         let view = Arc::new(RetainedView::new(router.retained().clone()));
         let saved = store
@@ -90,11 +91,11 @@ impl Bridge {
             view.clone(),
             saved,
         ));
-        let publisher = subscriber::start(hub.clone(), router, events.clone());
+        let publisher = subscriber::start(hub.clone(), router, events.clone(), supervisor);
         let (stop_writer, writer_stop) = watch::channel(false);
         let writer = events.take_retained_changes().map(|changes| {
             let flush_every = std::time::Duration::from_millis(config.storage.flush_ms);
-            spawn_writer(store.clone(), changes, flush_every, writer_stop)
+            spawn_writer(supervisor, store.clone(), changes, flush_every, writer_stop)
         });
         let sockets = Arc::new(OpenSockets::default());
         let mut stopping = shutdown.clone();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use switchboard_broker::router::{Message, MessageSink, Router};
-use switchboard_broker::{BrokerEvent, EventFeed};
+use switchboard_broker::{BrokerEvent, EventFeed, Supervisor};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::warn;
 
@@ -38,10 +38,15 @@ impl MessageSink for HubSink {
 
 /// Registers the hub with the core and follows the edge's device presence events.
 /// Call inside the runtime, before listeners open.
-pub fn start(hub: Arc<Hub>, router: Arc<Router>, events: EventFeed) -> CorePublisher {
+pub fn start(
+    hub: Arc<Hub>,
+    router: Arc<Router>,
+    events: EventFeed,
+    supervisor: &Supervisor,
+) -> CorePublisher {
     router.add_sink(Arc::new(HubSink(hub.clone())));
     let mut feed = events.subscribe();
-    tokio::spawn(async move {
+    supervisor.spawn("bridge device feed", async move {
         loop {
             match feed.recv().await {
                 Ok(BrokerEvent::DeviceOnline(info)) => hub.device_online(&info),

@@ -20,6 +20,7 @@ pub mod packet;
 mod presence;
 mod publish_wire;
 mod sessions;
+pub mod supervisor;
 mod sys;
 mod tls;
 mod transport;
@@ -37,6 +38,7 @@ use tracing::{info, warn};
 
 pub use events::{BrokerEvent, DeviceInfo, EventFeed, OfflineReason, RetainedChange};
 pub use listener::{BoundListener, ListenerKind, MQTT_WS_PATH};
+pub use supervisor::{Supervisor, TaskDone, TaskFailure};
 pub use switchboard_router as router;
 
 use listener::{accept_loop, AcceptContext};
@@ -64,6 +66,7 @@ pub struct Edge {
     pub(crate) router: Arc<Router>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) events: EventFeed,
+    pub(crate) supervisor: Supervisor,
 }
 
 pub struct Broker {
@@ -76,7 +79,7 @@ pub struct Broker {
 impl Broker {
     /// Creates the routing core and its housekeeping tasks (session expiry, `$SYS`).
     /// Call inside the runtime.
-    pub fn start(config: Arc<Config>) -> Broker {
+    pub fn start(config: Arc<Config>, supervisor: Supervisor) -> Broker {
         let mqtt = &config.mqtt;
         let limits = Limits {
             queue: QueueLimits {
@@ -87,7 +90,10 @@ impl Broker {
         };
         let router = Arc::new(Router::new(limits, Arc::new(RetainedIndex::default())));
         let events = EventFeed::new(config.storage.write_queue);
-        sys::spawn_housekeeping(router.clone(), config.clone(), events.clone());
+        supervisor.spawn(
+            "housekeeping",
+            sys::housekeeping(router.clone(), config.clone(), events.clone()),
+        );
         let (shutdown, _) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let edge = Arc::new(Edge {
@@ -95,6 +101,7 @@ impl Broker {
             router,
             sessions: Arc::default(),
             events,
+            supervisor,
         });
         Broker {
             edge,
@@ -175,7 +182,15 @@ impl Broker {
                     "MQTT listening on {addr}{scheme}"
                 );
             }
-            tokio::spawn(accept_loop(bound, ctx.clone()));
+            let task = match bound.kind {
+                ListenerKind::Tcp => "mqtt tcp listener",
+                ListenerKind::Tls => "mqtt tls listener",
+                ListenerKind::Ws => "mqtt ws listener",
+                ListenerKind::Wss => "mqtt wss listener",
+            };
+            self.edge
+                .supervisor
+                .spawn(task, accept_loop(bound, ctx.clone()));
         }
     }
 

@@ -15,11 +15,12 @@ use crate::events::EventFeed;
 const SESSION_TICK: Duration = Duration::from_secs(1);
 const RETAINED_EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
-pub fn spawn_housekeeping(router: Arc<Router>, config: Arc<Config>, events: EventFeed) {
+/// Runs until shutdown (a supervised core task).
+pub async fn housekeeping(router: Arc<Router>, config: Arc<Config>, events: EventFeed) {
     let started = Instant::now();
     let sys_every =
         (config.mqtt.sys_interval > 0).then(|| Duration::from_secs(config.mqtt.sys_interval));
-    tokio::spawn(async move {
+    {
         let mut tick = tokio::time::interval(SESSION_TICK);
         let mut last_sys: Option<Instant> = None;
         let mut last_expiry = Instant::now();
@@ -44,7 +45,7 @@ pub fn spawn_housekeeping(router: Arc<Router>, config: Arc<Config>, events: Even
                 }
             }
         }
-    });
+    }
 }
 
 fn publish_sys(router: &Router, events: &EventFeed, uptime: Duration) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use metrics::{counter, histogram};
 use switchboard_broker::events::now_ms;
-use switchboard_broker::RetainedChange;
+use switchboard_broker::{RetainedChange, Supervisor, TaskDone};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::error;
@@ -19,23 +19,24 @@ use super::{RetainedStore, RetainedWrite, StoredRetained};
 const BATCH: usize = 4096;
 
 pub struct StoreWriter {
-    task: tokio::task::JoinHandle<()>,
+    task: TaskDone,
 }
 
 impl StoreWriter {
     /// Waits for the final drain and flush (after `shutdown` turned true).
     pub async fn finished(self) {
-        let _ = self.task.await;
+        self.task.finished().await;
     }
 }
 
 pub fn spawn_writer(
+    supervisor: &Supervisor,
     store: Arc<dyn RetainedStore>,
     mut changes: mpsc::Receiver<RetainedChange>,
     flush_every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> StoreWriter {
-    let task = tokio::spawn(async move {
+    let task = supervisor.spawn("store writer", async move {
         let mut batch = Vec::with_capacity(BATCH);
         let mut unflushed_since: Option<Instant> = None;
         loop {
