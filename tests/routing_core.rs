@@ -386,3 +386,95 @@ fn a_million_topics_without_subscribers_keep_nothing() {
         "900 000 more distinct topics grew RSS {warm} → {after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_devices_offline_event_comes_after_its_last_message() {
+    let sb = Switchboard::start("");
+    let mut browser = Browser::connect(sb.ports.http).await;
+    browser.join("$devices").await;
+    browser.join("ord/#").await;
+    for round in 0..5 {
+        let id = format!("orderly-{round}");
+        let mut device = RawClient::connect(sb.tcp_addr());
+        device.send(&raw::connect_v4(&id, true, 30));
+        device.expect_kind(2, 5 * SECOND);
+        let mut burst = Vec::new();
+        for n in 0..200 {
+            burst.extend(raw::publish_with(
+                "ord/x",
+                format!("{round}-{n}").as_bytes(),
+                0,
+                0,
+                false,
+            ));
+        }
+        device.send(&burst);
+        drop(device); // gone without DISCONNECT, right after its last message
+        let mut messages = 0;
+        loop {
+            let push = browser.push(10 * SECOND).await.expect("a push");
+            match push["type"].as_str() {
+                Some("message") => messages += 1,
+                Some("device") if push["online"] == false && push["client_id"] == id.as_str() => {
+                    break
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            messages, 200,
+            "round {round}: offline before the last message"
+        );
+    }
+}
+
+#[test]
+fn a_canary_stays_fast_while_new_topics_meet_fifty_thousand_filters() {
+    let sb = Switchboard::start("");
+    // 50 000 filters held by one client, which reads what matches.
+    let mut holder = RawClient::connect(sb.tcp_addr());
+    holder.send(&raw::connect_v4("filter-holder", true, 120));
+    holder.expect_kind(2, 5 * SECOND);
+    let filters: Vec<String> = (0..50_000).map(|n| format!("load/{n}/+/#")).collect();
+    for chunk in filters.chunks(500) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        holder.send(&raw::subscribe_many(false, &chunk));
+        holder.expect_kind(9, 10 * SECOND);
+    }
+    let mut canary = RawClient::connect(sb.tcp_addr());
+    canary.send(&raw::connect_v4("canary-sub", true, 120));
+    canary.expect_kind(2, 5 * SECOND);
+    canary.send(&raw::subscribe(false, "canary/ping"));
+    canary.expect_kind(9, 5 * SECOND);
+    let mut pinger = RawClient::connect(sb.tcp_addr());
+    pinger.send(&raw::connect_v4("canary-pub", true, 120));
+    pinger.expect_kind(2, 5 * SECOND);
+    let mut loader = RawClient::connect(sb.tcp_addr());
+    loader.send(&raw::connect_v4("new-topics", true, 120));
+    loader.expect_kind(2, 5 * SECOND);
+
+    let mut latencies = Vec::new();
+    for batch in 0..50 {
+        // 100 topics never seen before per batch: 5 000 in all.
+        let mut fresh = Vec::new();
+        for n in 0..100 {
+            let topic = format!("load/{}/t{batch}-{n}/x", (batch * 100 + n) * 7 % 50_000);
+            fresh.extend(raw::publish_with(&topic, b"x", 0, 0, false));
+        }
+        loader.send(&fresh);
+        let sent = std::time::Instant::now();
+        pinger.send(&raw::publish_with("canary/ping", b"p", 0, 0, false));
+        canary.expect_kind(3, 5 * SECOND);
+        latencies.push(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100 - 1];
+    eprintln!("canary p99 {p99:?} (median {:?})", latencies[latencies.len() / 2]);
+    // The bound is for the release build (docs/benchmarks.md); tests run the debug
+    // build on a shared machine, so allow it four times that.
+    assert!(
+        p99 <= Duration::from_millis(20),
+        "canary p99 {p99:?}: {latencies:?}"
+    );
+}
