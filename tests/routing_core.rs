@@ -470,7 +470,10 @@ fn a_canary_stays_fast_while_new_topics_meet_fifty_thousand_filters() {
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100 - 1];
-    eprintln!("canary p99 {p99:?} (median {:?})", latencies[latencies.len() / 2]);
+    eprintln!(
+        "canary p99 {p99:?} (median {:?})",
+        latencies[latencies.len() / 2]
+    );
     // The bound is for the release build (docs/benchmarks.md); tests run the debug
     // build on a shared machine, so allow it four times that.
     assert!(
