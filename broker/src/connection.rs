@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use metrics::Counter;
 use rumqttd::protocol::DisconnectReasonCode;
-use switchboard_router::{Attached, Outbound, Session};
+use switchboard_router::{Attached, Session};
 use tokio::time::{sleep_until, Instant};
 use tracing::info;
 
@@ -105,6 +105,21 @@ pub struct Incoming<I> {
 
 type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Packets in and out, per listener.
+pub(crate) struct PacketCounters {
+    pub packets_in: Counter,
+    pub packets_out: Counter,
+}
+
+impl PacketCounters {
+    pub fn for_listener(listener: &'static str) -> Arc<PacketCounters> {
+        Arc::new(PacketCounters {
+            packets_in: metrics::counter!("switchboard_mqtt_packets_in_total", "listener" => listener),
+            packets_out: metrics::counter!("switchboard_mqtt_packets_out_total", "listener" => listener),
+        })
+    }
+}
+
 /// A connection past CONNACK: what its packet loop and its end need.
 pub(crate) struct Live<I> {
     pub connection: Connection<I>,
@@ -124,18 +139,21 @@ pub(crate) struct Connection<I> {
     pub codec: Codec,
     pub edge: Arc<Edge>,
     pub client_id: Arc<str>,
-    pub attached: Attached,
+    /// The session in the core. A clean session that ends with the connection is
+    /// opened on first need (an idle client then holds none).
+    pub attached: Option<Attached>,
+    /// The client's Receive Maximum, for a session opened later.
+    pub send_quota: u16,
     pub out: BytesMut,
     /// v5 topic aliases the client set up (bounded by our Topic Alias Maximum).
     pub aliases: BTreeMap<u16, Bytes>,
     pub client_max_packet: Option<usize>,
-    pub packets_in: Counter,
-    pub packets_out: Counter,
+    /// Shared by every connection of its listener.
+    pub counters: Arc<PacketCounters>,
     /// Retained changes of the current read, queued for the store after routing.
     pub retained_writes: Vec<RetainedChange>,
     /// Sessions over their bound that this read's QoS 1/2 publishes went to.
     pub congested: Vec<Arc<Session>>,
-    pub scratch: Vec<Outbound>,
     /// The session expiry in force (seconds; v5 DISCONNECT may change it).
     pub session_expiry: u32,
 }
@@ -175,7 +193,7 @@ impl<I: MqttIo> Live<I> {
                 *buf = BytesMut::new();
             }
             let io = &mut connection.io;
-            let session = &connection.attached.session;
+            let session = connection.attached.as_ref().map(|a| &*a.session);
             tokio::select! {
                 kick = &mut claim.kicked => return match kick {
                     Ok(Kick::Shutdown) => End::Shutdown,
@@ -194,7 +212,7 @@ impl<I: MqttIo> Live<I> {
                     }
                     Err(e) => return End::Io(e.to_string()),
                 },
-                _ = session.work() => {}
+                _ = work(session) => {}
                 _ = until_done(waiting) => {
                     *waiting = None;
                     if let Some(limit) = idle_limit {
@@ -234,10 +252,9 @@ impl<I: MqttIo> Live<I> {
         }
         connection.finish(&end).await;
         let expiry = Duration::from_secs(u64::from(connection.session_expiry));
-        connection
-            .edge
-            .router
-            .disconnect(&connection.attached, expiry);
+        if let Some(attached) = &connection.attached {
+            connection.edge.router.disconnect(attached, expiry);
+        }
         if end.publishes_will() {
             if let Some(will) = accepted.will.take() {
                 crate::will::publish(
@@ -269,6 +286,40 @@ impl<I: MqttIo> Live<I> {
 async fn wait_for_room(sessions: Vec<Arc<Session>>, patience: Duration) {
     for session in sessions {
         session.wait_for_room(patience).await;
+    }
+}
+
+async fn work(session: Option<&Session>) {
+    match session {
+        Some(session) => session.work().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<I> Connection<I> {
+    /// The session, opened now if this clean session has none yet.
+    pub fn session(&mut self) -> Result<Arc<Session>, End> {
+        if let Some(attached) = &self.attached {
+            return Ok(attached.session.clone());
+        }
+        let attached = self
+            .edge
+            .router
+            .connect(&self.client_id, true, self.send_quota, Duration::ZERO)
+            .map_err(|_| {
+                violation(
+                    DisconnectReasonCode::QuotaExceeded,
+                    "at max_sessions: no session for this client",
+                )
+            })?;
+        let session = attached.session.clone();
+        self.attached = Some(attached);
+        Ok(session)
+    }
+
+    /// The session if it has been opened.
+    pub fn opened_session(&self) -> Option<Arc<Session>> {
+        self.attached.as_ref().map(|a| a.session.clone())
     }
 }
 

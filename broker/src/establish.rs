@@ -117,28 +117,34 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
     };
 
     let (claim, took_over) = edge.sessions.claim(&accepted.client_id).await;
-    let attached = match edge.router.connect(
-        &accepted.client_id,
-        accepted.clean_start,
-        accepted.send_quota,
-        Duration::from_secs(u64::from(accepted.session_expiry)),
-    ) {
-        Ok(attached) => attached,
-        Err(_) => {
-            let detail = format!("at max_sessions ({})", config.max_sessions);
-            refuse(
-                &mut io,
-                &codec,
-                peer,
-                listener,
-                Refusal::ServerBusy,
-                &detail,
-            )
-            .await;
-            return None;
+    let attached = if accepted.clean_start && accepted.session_expiry == 0 {
+        // Nothing to resume and nothing to keep: the session is opened on first need.
+        edge.router.end_session(&accepted.client_id);
+        None
+    } else {
+        match edge.router.connect(
+            &accepted.client_id,
+            accepted.clean_start,
+            accepted.send_quota,
+            Duration::from_secs(u64::from(accepted.session_expiry)),
+        ) {
+            Ok(attached) => Some(attached),
+            Err(_) => {
+                let detail = format!("at max_sessions ({})", config.max_sessions);
+                refuse(
+                    &mut io,
+                    &codec,
+                    peer,
+                    listener,
+                    Refusal::ServerBusy,
+                    &detail,
+                )
+                .await;
+                return None;
+            }
         }
     };
-    let session_present = attached.present;
+    let session_present = attached.as_ref().is_some_and(|a| a.present);
 
     let mut connection = Connection {
         io,
@@ -146,14 +152,13 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         edge: edge.clone(),
         client_id: accepted.client_id.clone(),
         attached,
+        send_quota: accepted.send_quota,
         out: BytesMut::new(),
         aliases: BTreeMap::new(),
         client_max_packet: accepted.client_max_packet,
-        packets_in: counter!("switchboard_mqtt_packets_in_total", "listener" => listener),
-        packets_out: counter!("switchboard_mqtt_packets_out_total", "listener" => listener),
+        counters: edge.packet_counters(listener),
         retained_writes: Vec::new(),
         congested: Vec::new(),
-        scratch: Vec::new(),
         session_expiry: accepted.session_expiry,
     };
     let connack = connack_packet(&edge, &accepted, session_present);
@@ -164,7 +169,9 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
     if let Err(e) = connection.flush().await {
         warn!(client_id = %accepted.client_id, %peer, listener, "could not send CONNACK: {e}");
         let expiry = Duration::from_secs(u64::from(accepted.session_expiry));
-        edge.router.disconnect(&connection.attached, expiry);
+        if let Some(attached) = &connection.attached {
+            edge.router.disconnect(attached, expiry);
+        }
         return None;
     }
     let presence = Presence::online(&edge, &accepted, listener, peer, took_over);

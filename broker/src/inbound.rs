@@ -31,13 +31,14 @@ impl<I: MqttIo> Connection<I> {
         self.max_payload() + PACKET_OVERHEAD
     }
 
-    /// Applies every whole packet in `buf`, then writes the answers and queues the
-    /// retained changes for the store.
+    /// Applies the whole packets in `buf` — stopping early, with the rest left in
+    /// `buf`, once a subscriber they went to is over its bound — then writes the
+    /// answers and queues the retained changes for the store.
     pub(crate) async fn take_incoming(&mut self, buf: &mut BytesMut) -> Result<(), End> {
         let mut result = Ok(());
-        loop {
+        while self.congested.is_empty() {
             match self.next_packet(buf) {
-                Ok(true) => self.packets_in.increment(1),
+                Ok(true) => self.counters.packets_in.increment(1),
                 Ok(false) => break,
                 Err(end) => {
                     result = Err(end);
@@ -109,7 +110,7 @@ impl<I: MqttIo> Connection<I> {
                 &format!("malformed packet: {e}"),
             )
         })?;
-        let session = self.attached.session.clone();
+        let session = self.opened_session();
         match packet {
             Packet::PingReq(_) => self.encode(Packet::PingResp(PingResp)),
             Packet::Disconnect(disconnect, properties) => {
@@ -131,10 +132,12 @@ impl<I: MqttIo> Connection<I> {
                 self.handle_publish(publish, properties, qos, pkid)?;
             }
             Packet::PubAck(ack, _) => {
-                session.complete(ack.pkid);
+                if let Some(session) = &session {
+                    session.complete(ack.pkid);
+                }
             }
             Packet::PubRec(rec, _) => {
-                let reason = if session.received(rec.pkid) {
+                let reason = if session.as_ref().is_some_and(|s| s.received(rec.pkid)) {
                     PubRelReason::Success
                 } else {
                     PubRelReason::PacketIdentifierNotFound
@@ -148,7 +151,10 @@ impl<I: MqttIo> Connection<I> {
                 ));
             }
             Packet::PubRel(rel, _) => {
-                let reason = if session.release_incoming(rel.pkid) {
+                let reason = if session
+                    .as_ref()
+                    .is_some_and(|s| s.release_incoming(rel.pkid))
+                {
                     PubCompReason::Success
                 } else {
                     PubCompReason::PacketIdentifierNotFound
@@ -162,7 +168,9 @@ impl<I: MqttIo> Connection<I> {
                 ));
             }
             Packet::PubComp(comp, _) => {
-                session.complete(comp.pkid);
+                if let Some(session) = &session {
+                    session.complete(comp.pkid);
+                }
             }
             Packet::Subscribe(subscribe, properties) => {
                 self.handle_subscribe(subscribe, properties)?;
@@ -219,7 +227,7 @@ impl<I: MqttIo> Connection<I> {
         let deliver = match qos {
             2 => {
                 let receive_maximum = self.edge.config.mqtt.receive_maximum;
-                match self.attached.session.incoming_qos2(pkid, receive_maximum) {
+                match self.session()?.incoming_qos2(pkid, receive_maximum) {
                     IncomingQos2::New => !refused,
                     IncomingQos2::Duplicate => false,
                     IncomingQos2::OverReceiveMaximum => {
@@ -252,7 +260,9 @@ impl<I: MqttIo> Connection<I> {
             2 => {
                 if v5_refused {
                     // A failing PUBREC ends the exchange: no PUBREL follows.
-                    self.attached.session.release_incoming(pkid);
+                    if let Some(session) = self.opened_session() {
+                        session.release_incoming(pkid);
+                    }
                 }
                 self.encode(Packet::PubRec(
                     PubRec {
@@ -302,8 +312,10 @@ impl<I: MqttIo> Connection<I> {
             (forwarded != MessageProperties::default()).then(|| Arc::new(forwarded))
         });
         let routed = self.edge.router.publish(message);
-        if qos > 0 {
-            self.congested.extend(routed.congested);
+        for session in routed.congested {
+            if !self.congested.iter().any(|c| Arc::ptr_eq(c, &session)) {
+                self.congested.push(session);
+            }
         }
     }
 
@@ -349,7 +361,7 @@ impl<I: MqttIo> Connection<I> {
             None => None,
         };
         let v5 = self.codec.version() == Version::V5;
-        let session = self.attached.session.clone();
+        let session = self.session()?;
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         for filter in subscribe.filters {
             let code = match FilterSpec::parse(&filter.path) {
@@ -386,13 +398,17 @@ impl<I: MqttIo> Connection<I> {
     }
 
     fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
-        let session = self.attached.session.clone();
+        let session = self.opened_session();
         let reasons = unsubscribe
             .filters
             .iter()
             .map(|raw| match FilterSpec::parse(raw) {
                 Err(_) => UnsubAckReason::TopicFilterInvalid,
-                Ok(spec) if self.edge.router.unsubscribe(&session, &spec) => {
+                Ok(spec)
+                    if session
+                        .as_ref()
+                        .is_some_and(|s| self.edge.router.unsubscribe(s, &spec)) =>
+                {
                     UnsubAckReason::Success
                 }
                 Ok(_) => UnsubAckReason::NoSubscriptionExisted,

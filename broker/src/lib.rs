@@ -67,6 +67,21 @@ pub struct Edge {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) events: EventFeed,
     pub(crate) supervisor: Supervisor,
+    /// Packet counters per listener label.
+    counters: Vec<(&'static str, Arc<connection::PacketCounters>)>,
+}
+
+impl Edge {
+    pub(crate) fn packet_counters(
+        &self,
+        listener: &'static str,
+    ) -> Arc<connection::PacketCounters> {
+        self.counters
+            .iter()
+            .find(|(label, _)| *label == listener)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| connection::PacketCounters::for_listener(listener))
+    }
 }
 
 pub struct Broker {
@@ -102,6 +117,20 @@ impl Broker {
             sessions: Arc::default(),
             events,
             supervisor,
+            counters: [
+                ListenerKind::Tcp,
+                ListenerKind::Tls,
+                ListenerKind::Ws,
+                ListenerKind::Wss,
+            ]
+            .iter()
+            .map(|k| {
+                (
+                    k.label(),
+                    connection::PacketCounters::for_listener(k.label()),
+                )
+            })
+            .collect(),
         });
         Broker {
             edge,

@@ -19,20 +19,20 @@ const TAKE: usize = 256;
 impl<I: MqttIo> Connection<I> {
     /// Writes everything the session may send now.
     pub(crate) async fn send_outbound(&mut self) -> Result<(), End> {
-        let session = self.attached.session.clone();
+        let Some(session) = self.opened_session() else {
+            return self.flush().await.map_err(|e| End::Io(e.to_string()));
+        };
         let retained = self.edge.router.retained().clone();
         while session.has_sendable() {
-            let mut batch = std::mem::take(&mut self.scratch);
+            let mut batch = Vec::new();
             session.take_outbound(&retained, &mut batch, TAKE);
             if batch.is_empty() {
-                self.scratch = batch;
                 break;
             }
             let now = Instant::now();
             for item in batch.drain(..) {
                 self.encode_outbound(item, now);
             }
-            self.scratch = batch;
             if self.out.len() >= WRITE_BATCH {
                 self.flush().await.map_err(|e| End::Io(e.to_string()))?;
             }
@@ -43,7 +43,9 @@ impl<I: MqttIo> Connection<I> {
     /// Messages in flight when the last connection ended go again, first.
     pub(crate) fn resend_inflight(&mut self) {
         let mut batch = Vec::new();
-        self.attached.session.resend_inflight(&mut batch);
+        if let Some(session) = self.opened_session() {
+            session.resend_inflight(&mut batch);
+        }
         let now = Instant::now();
         for item in batch {
             self.encode_outbound(item, now);
@@ -85,10 +87,10 @@ impl<I: MqttIo> Connection<I> {
                     _ => true,
                 };
                 if fits {
-                    self.packets_out.increment(1);
+                    self.counters.packets_out.increment(1);
                     self.edge.router.stats.sent(delivery.message.payload.len());
-                } else if delivery.qos > 0 {
-                    self.attached.session.complete(pkid);
+                } else if let (true, Some(session)) = (delivery.qos > 0, self.opened_session()) {
+                    session.complete(pkid);
                 }
             }
         }
@@ -99,7 +101,7 @@ impl<I: MqttIo> Connection<I> {
         let start = self.out.len();
         match self.codec.write(packet, &mut self.out) {
             Ok(0) => {}
-            Ok(_) => self.packets_out.increment(1),
+            Ok(_) => self.counters.packets_out.increment(1),
             Err(e) => {
                 self.out.truncate(start);
                 warn!(client_id = %self.client_id, "could not encode a packet for the client: {e}");

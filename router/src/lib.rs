@@ -179,6 +179,15 @@ impl Router {
         }
     }
 
+    /// Ends `client_id`'s session, if it has one (a clean start whose session is
+    /// opened later, on first need).
+    pub fn end_session(&self, client_id: &str) {
+        let mut table = self.sessions.lock();
+        if let Some(session) = table.by_client_id.get(client_id).cloned() {
+            self.drop_session(&mut table, &session);
+        }
+    }
+
     /// Ends offline sessions whose expiry has passed; returns how many.
     pub fn expire_sessions(&self, now: Instant) -> usize {
         let mut table = self.sessions.lock();

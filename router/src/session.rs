@@ -197,29 +197,34 @@ impl Session {
     }
 
     /// Pushes a message for this session and wakes its connection.
+    ///
+    /// Over the bound, a connected subscriber still takes copies up to twice the
+    /// bound and its publishers are told to wait; once it is stalled (publishers gave
+    /// up waiting) QoS 0 is dropped at the bound and QoS 1/2 at twice the bound. An
+    /// offline session takes QoS 1/2 only, up to the bound.
     pub fn push(&self, delivery: Delivery) -> Pushed {
         let pushed = {
             let mut state = self.state.lock();
+            if !state.connected && delivery.qos == 0 {
+                return Pushed::Dropped;
+            }
             let (len, bytes) = (state.queue.len(), state.queued_bytes);
+            let over_hard = self.limits.over_hard(len, bytes);
             let pushed = if !self.limits.over_soft(len, bytes) {
                 Pushed::Queued
-            } else if delivery.qos == 0
-                || !state.connected
-                || state.stalled
-                || self.limits.over_hard(len, bytes)
-            {
+            } else if !state.connected || over_hard || (state.stalled && delivery.qos == 0) {
                 Pushed::Dropped
+            } else if state.stalled {
+                Pushed::Queued
             } else {
                 Pushed::QueuedOverBound
             };
             if pushed == Pushed::Dropped {
                 state.dropped += 1;
-            } else if state.connected || delivery.qos > 0 {
-                state.queued_bytes += delivery.cost();
-                state.queue.push_back(delivery);
-            } else {
-                return Pushed::Dropped;
+                return pushed;
             }
+            state.queued_bytes += delivery.cost();
+            state.queue.push_back(delivery);
             pushed
         };
         if pushed != Pushed::Dropped {

@@ -133,6 +133,18 @@ pub async fn throughput(args: Throughput) -> Result<Report, String> {
                     }
                 }
             }
+            // A QoS 1 publisher does not leave with messages unacknowledged: what the
+            // broker has not acknowledged is not published (it would send it again).
+            while qos > 0 && in_flight > 0 {
+                match mqtt.next(Duration::from_secs(5)).await {
+                    Ok(Incoming::PubAck) => in_flight -= 1,
+                    Ok(_) => {}
+                    Err(_) => {
+                        published.fetch_sub(in_flight as u64, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
         }));
     }
     tokio::time::sleep(args.duration).await;
