@@ -481,3 +481,49 @@ fn a_canary_stays_fast_while_new_topics_meet_fifty_thousand_filters() {
         "canary p99 {p99:?}: {latencies:?}"
     );
 }
+
+#[test]
+fn a_subscriber_that_does_not_read_pays_alone() {
+    let sb = Switchboard::start("max_queued_messages = 100\npublisher_wait_ms = 500");
+    let reader = Sub::start(
+        sb.ports.tcp,
+        &["-t", "slow/#", "-q", "1", "-C", "4000", "-W", "30"],
+    );
+    let mut stuck = RawClient::connect(sb.tcp_addr());
+    stuck.send(&raw::connect_v4("never-reads", true, 120));
+    stuck.expect_kind(2, 5 * SECOND);
+    stuck.send(&raw::subscribe_many(false, &["slow/#"]));
+    stuck.expect_kind(9, 5 * SECOND);
+    // From here on `stuck` reads nothing: 8 MB for it fill every buffer on the way.
+    let mut publisher = RawClient::connect(sb.tcp_addr());
+    publisher.send(&raw::connect_v4("qos1-flood", true, 120));
+    publisher.expect_kind(2, 5 * SECOND);
+    let payload = vec![b'p'; 2048];
+    let mut flood = Vec::new();
+    for n in 0..4000u32 {
+        flood.extend(raw::publish_with(
+            "slow/x",
+            &payload,
+            1,
+            (n % 60_000 + 1) as u16,
+            false,
+        ));
+    }
+    let started = std::time::Instant::now();
+    publisher.send(&flood);
+    for _ in 0..4000 {
+        publisher.expect_kind(4, 20 * SECOND);
+    }
+    let acked_in = started.elapsed();
+    assert_eq!(
+        reader.lines().len(),
+        4000,
+        "the reading subscriber lost messages"
+    );
+    assert!(
+        sb.wait_for_log("subscriber not reading", 2 * SECOND),
+        "the stalled subscriber is logged"
+    );
+    assert!(acked_in < 15 * SECOND, "the publisher waited {acked_in:?}");
+    drop(stuck);
+}
