@@ -51,7 +51,9 @@ async fn serve(config: Config) -> Result<(), String> {
         None => info!("config: built-in defaults (see `switchboard print-config`)"),
     }
 
+    let reading = Instant::now();
     let store = SledStore::open(&config.node.data_dir).map_err(|e| e.to_string())?;
+    let opened_ms = reading.elapsed().as_millis() as u64;
     let now = switchboard_broker::events::now_ms();
     let mut stored = store.load().map_err(|e| {
         format!(
@@ -76,6 +78,7 @@ async fn serve(config: Config) -> Result<(), String> {
         );
     }
     let store: Arc<dyn RetainedStore> = Arc::new(store);
+    let read_ms = reading.elapsed().as_millis() as u64;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (supervisor, mut core_failures) = Supervisor::new();
@@ -95,7 +98,9 @@ async fn serve(config: Config) -> Result<(), String> {
     info!(
         restored,
         sessions,
-        ms = started.elapsed().as_millis() as u64,
+        open_ms = opened_ms,
+        read_ms,
+        index_ms = started.elapsed().as_millis() as u64,
         data_dir = %config.node.data_dir.display(),
         "retained messages and persistent sessions restored"
     );

@@ -129,17 +129,37 @@ fn invalid_filters_get_failure_codes_and_sys_is_readable() {
 }
 
 #[test]
-fn invalid_will_topics_are_refused_at_connect() {
+fn invalid_will_topics_are_refused_and_later_wills_still_work() {
     let sb = Switchboard::start("");
     for topic in ["#", "a/+", "$SYS/x"] {
         let mut client = RawClient::connect(sb.tcp_addr());
-        client.send(&raw::connect_v5_with_will("bad-will", topic, b"x"));
+        client.send(&raw::connect_v5_with_will(
+            "bad-will",
+            topic.as_bytes(),
+            b"x",
+        ));
         let connack = client.expect_kind(2, 5 * SECOND);
         assert_eq!(raw::connack_code(&connack), 0x90, "{topic}");
     }
     let mut client = RawClient::connect(sb.tcp_addr());
-    client.send(&raw::connect_v5_with_will("ok-will", "wills/ok", b"x"));
-    assert_eq!(raw::connack_code(&client.expect_kind(2, 5 * SECOND)), 0);
+    client.send(&raw::connect_v5_with_will("utf8-will", b"w/\xff\xfe", b"x"));
+    let connack = client.expect_kind(2, 5 * SECOND);
+    assert_eq!(
+        raw::connack_code(&connack),
+        0x81,
+        "ill-formed UTF-8 is malformed"
+    );
+
+    // Every later will is still published (rumqttd's router stopped them all).
+    let watcher = Sub::start(
+        sb.ports.tcp,
+        &["-t", "wills/#", "-v", "-C", "1", "-W", "10"],
+    );
+    let mut dying = RawClient::connect(sb.tcp_addr());
+    dying.send(&raw::connect_v5_with_will("ok-will", b"wills/ok", b"gone"));
+    assert_eq!(raw::connack_code(&dying.expect_kind(2, 5 * SECOND)), 0);
+    drop(dying);
+    assert_eq!(watcher.lines(), vec!["wills/ok gone".to_string()]);
 }
 
 #[test]
@@ -526,4 +546,45 @@ fn a_subscriber_that_does_not_read_pays_alone() {
     );
     assert!(acked_in < 15 * SECOND, "the publisher waited {acked_in:?}");
     drop(stuck);
+}
+
+#[test]
+fn mqtt5_features_with_paho() {
+    let sb = Switchboard::start("");
+    let out = common::python("v5_paho.py", &["127.0.0.1", &sb.ports.tcp.to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checks: std::collections::HashMap<String, Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| (v["check"].as_str().unwrap_or_default().to_string(), v))
+        .collect();
+    let got = |name: &str| checks[name]["got"].as_array().cloned().unwrap_or_default();
+
+    let ids = got("subscription_ids");
+    assert_eq!(ids.len(), 1, "one copy: {ids:?}");
+    assert_eq!(ids[0]["ids"], serde_json::json!([3, 5]));
+    assert_eq!(ids[0]["qos"], 1, "the highest granted QoS of the two");
+    assert_eq!(got("no_local").len(), 0);
+    assert_eq!(got("retain_handling_2").len(), 0);
+    let retained = got("retain_on_subscribe");
+    assert_eq!(retained.len(), 1, "{retained:?}");
+    assert_eq!(retained[0]["retain"], true);
+    let request = got("request_response");
+    assert_eq!(request.len(), 1, "{request:?}");
+    assert!(request[0]["response_topic"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("resp/")));
+    assert_eq!(request[0]["correlation"], "c-1");
+    let shared = &checks["shared"];
+    let (first, second) = (
+        shared["first"].as_u64().unwrap_or(0),
+        shared["second"].as_u64().unwrap_or(0),
+    );
+    assert_eq!(first + second, 20, "each shared message once: {shared}");
+    assert!(first > 0 && second > 0, "both members served: {shared}");
 }

@@ -18,7 +18,7 @@ use crate::connection::{Connection, Incoming, Live, PACKET_OVERHEAD};
 use crate::packet::{refusal, Refusal, Version};
 use crate::presence::Presence;
 use crate::transport::MqttIo;
-use crate::will::Will;
+use crate::will::{Will, WillRefused};
 use crate::Edge;
 
 /// What CONNECT asked for, after the edge's checks.
@@ -273,8 +273,13 @@ fn admit(
             } else {
                 0
             };
-            let will = Will::from_connect(w, will_properties, expiry)
-                .map_err(|why| (Refusal::WillTopicInvalid, why))?;
+            let will =
+                Will::from_connect(w, will_properties, expiry).map_err(
+                    |refused| match refused {
+                        WillRefused::Malformed(why) => (Refusal::Malformed, why),
+                        WillRefused::Topic(why) => (Refusal::WillTopicInvalid, why),
+                    },
+                )?;
             Some(Box::new(will))
         }
         None => None,

@@ -207,8 +207,9 @@ impl<I: MqttIo> Connection<I> {
             self.resolve_alias(alias, &mut publish.topic)?;
         }
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            // Ill-formed UTF-8 makes the packet malformed (MQTT 5 §1.5.4).
             return Err(violation(
-                DisconnectReasonCode::TopicNameInvalid,
+                DisconnectReasonCode::MalformedPacket,
                 "topic is not UTF-8",
             ));
         };

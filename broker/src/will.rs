@@ -12,6 +12,15 @@ use switchboard_router::{Expiry, Message, MessageProperties};
 
 use crate::Edge;
 
+/// Why a CONNECT's will is refused.
+#[derive(Debug)]
+pub enum WillRefused {
+    /// Ill-formed UTF-8: a malformed packet.
+    Malformed(String),
+    /// Empty, a wildcard, or a `$`-topic.
+    Topic(String),
+}
+
 /// A client's will, as given in its CONNECT.
 #[derive(Debug, Clone)]
 pub struct Will {
@@ -31,12 +40,13 @@ impl Will {
         will: LastWill,
         properties: Option<LastWillProperties>,
         session_expiry: u32,
-    ) -> Result<Will, String> {
-        let topic =
-            std::str::from_utf8(&will.topic).map_err(|_| "will topic is not UTF-8".to_string())?;
-        check_topic_name(topic).map_err(|e| format!("will topic: {}", e.describe()))?;
+    ) -> Result<Will, WillRefused> {
+        let topic = std::str::from_utf8(&will.topic)
+            .map_err(|_| WillRefused::Malformed("will topic is not UTF-8".into()))?;
+        check_topic_name(topic)
+            .map_err(|e| WillRefused::Topic(format!("will topic: {}", e.describe())))?;
         if topic.starts_with('$') {
-            return Err("will topic starts with '$'".into());
+            return Err(WillRefused::Topic("will topic starts with '$'".into()));
         }
         let delay_secs = properties
             .as_ref()

@@ -42,13 +42,19 @@ impl RetainedIndex {
         had
     }
 
-    /// Loads many at start-up (no concurrent readers yet).
+    /// Loads many at start-up (no concurrent readers yet). Built in one go: sorted
+    /// input (the store's order) makes that a linear bulk build.
     pub fn load(&self, messages: impl IntoIterator<Item = Message>) -> usize {
         let mut topics = self.topics.write();
-        for message in messages {
-            if !message.payload.is_empty() {
-                topics.insert(message.topic.clone(), Arc::new(message));
-            }
+        let loaded: BTreeMap<Arc<str>, Arc<Message>> = messages
+            .into_iter()
+            .filter(|m| !m.payload.is_empty())
+            .map(|m| (m.topic.clone(), Arc::new(m)))
+            .collect();
+        if topics.is_empty() {
+            *topics = loaded;
+        } else {
+            topics.extend(loaded);
         }
         metrics::gauge!("switchboard_retained_topics").set(topics.len() as f64);
         topics.len()
@@ -185,5 +191,16 @@ mod tests {
         assert_eq!(index.page("+/ß", None, 10).messages.len(), 1);
         index.set(&retained("ü/ß", b""));
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_trailing_hash_matches_the_parent_level() {
+        let index = RetainedIndex::default();
+        index.set(&retained("a", b"parent"));
+        index.set(&retained("a/b", b"child"));
+        index.set(&retained("ab", b"other"));
+        let page = index.page("a/#", None, 10);
+        let topics: Vec<&str> = page.messages.iter().map(|m| &*m.topic).collect();
+        assert_eq!(topics, vec!["a", "a/b"]);
     }
 }

@@ -137,9 +137,13 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 /// The part of `filter` before its first wildcard level: every matching topic starts
 /// with it.
 pub fn literal_prefix(filter: &str) -> &str {
-    let mut start = 0;
+    let mut start: usize = 0;
     for level in filter.split('/') {
-        if level == "+" || level == "#" {
+        if level == "#" {
+            // `a/#` matches `a` itself: the prefix stops before the separator.
+            return filter.get(..start.saturating_sub(1)).unwrap_or("");
+        }
+        if level == "+" {
             return filter.get(..start).unwrap_or("");
         }
         start += level.len() + 1;
@@ -202,6 +206,8 @@ mod tests {
         assert_eq!(literal_prefix("a/b/+/c"), "a/b/");
         assert_eq!(literal_prefix("#"), "");
         assert_eq!(literal_prefix("a/b"), "a/b");
-        assert_eq!(literal_prefix("ü/#"), "ü/");
+        assert_eq!(literal_prefix("ü/#"), "ü");
+        assert_eq!(literal_prefix("a/b/#"), "a/b");
+        assert_eq!(literal_prefix("a/+/#"), "a/");
     }
 }

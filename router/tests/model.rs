@@ -1,9 +1,10 @@
 //! Model-based test of the core: random subscribe (with options) / unsubscribe /
-//! publish / reconnect sequences from several clients, run against the `Router`
-//! and against a small reference model written from the MQTT spec (filters matched
-//! level by level, overlapping subscriptions folded into one copy at the highest
-//! granted QoS with every identifier, No Local by client), comparing what every
-//! client receives. Topics and filters cover multi-byte first characters, `$`,
+//! publish (QoS 0–2, retained or not) / ack / reconnect sequences from several
+//! clients, run against the `Router` and against a small reference model written
+//! from the MQTT spec (filters matched level by level, overlapping subscriptions
+//! folded into one copy at the highest granted QoS with every identifier, No Local by
+//! client, Retain As Published, retained messages on subscribe by Retain Handling at
+//! min(stored, granted) QoS), comparing what every client receives. Topics and filters cover multi-byte first characters, `$`,
 //! empty levels and wildcards in every position. `MODEL_SEQUENCES` sets how many
 //! (default 100 000; `scripts/fuzz` runs more).
 
@@ -57,9 +58,15 @@ fn filter(rng: &mut StdRng) -> String {
     levels.join("/")
 }
 
-/// The reference: MQTT's matching rule written out, one copy per client.
+/// What one client receives: (topic, payload, QoS, retain flag, subscription ids).
+type Received = (String, String, u8, bool, Vec<u32>);
+
+/// The reference: MQTT's matching rule written out, one copy per client, retained
+/// messages by topic.
 struct Model {
     subscriptions: Vec<BTreeMap<String, SubscriptionOptions>>,
+    /// topic → (payload, QoS)
+    retained: BTreeMap<String, (String, u8)>,
 }
 
 impl Model {
@@ -80,23 +87,90 @@ impl Model {
         f.len() == t.len()
     }
 
-    /// (QoS, sorted ids) client `c` gets for a publish by `publisher`, if any.
-    fn receives(&self, c: usize, publisher: usize, topic: &str, qos: u8) -> Option<(u8, Vec<u32>)> {
-        let mut best: Option<(u8, Vec<u32>)> = None;
+    /// What client `c` gets for a live publish by `publisher`: one copy at the
+    /// highest granted QoS (capped by the publish), every identifier, the retain flag
+    /// kept if a matching subscription has Retain As Published.
+    fn live(&self, c: usize, publisher: usize, message: &Received) -> Vec<Received> {
+        let (topic, payload, qos, retain, _) = message;
+        let mut best: Option<(u8, bool, Vec<u32>)> = None;
         for (filter, options) in &self.subscriptions[c] {
             if !Self::matches(filter, topic) || (options.no_local && c == publisher) {
                 continue;
             }
-            let entry = best.get_or_insert((0, Vec::new()));
+            let entry = best.get_or_insert((0, false, Vec::new()));
             entry.0 = entry.0.max(options.qos);
-            entry.1.extend(options.identifier);
+            entry.1 |= options.retain_as_published;
+            entry.2.extend(options.identifier);
         }
-        best.map(|(granted, mut ids)| {
+        best.map(|(granted, rap, mut ids)| {
             ids.sort_unstable();
             ids.dedup();
-            (granted.min(qos), ids)
+            (
+                topic.clone(),
+                payload.clone(),
+                granted.min(*qos),
+                *retain && rap,
+                ids,
+            )
         })
+        .into_iter()
+        .collect()
     }
+
+    /// Retained messages a new subscription is served, by topic.
+    fn on_subscribe(
+        &self,
+        filter: &str,
+        options: &SubscriptionOptions,
+        new: bool,
+    ) -> Vec<Received> {
+        let wanted = match options.retain_handling {
+            0 => true,
+            1 => new,
+            _ => false,
+        };
+        if !wanted {
+            return Vec::new();
+        }
+        self.retained
+            .iter()
+            .filter(|(topic, _)| Self::matches(filter, topic))
+            .map(|(topic, (payload, qos))| {
+                let ids = options.identifier.into_iter().collect();
+                (
+                    topic.clone(),
+                    payload.clone(),
+                    (*qos).min(options.qos),
+                    true,
+                    ids,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Everything `session` may send now, acknowledged at once.
+fn drain(router: &Router, session: &switchboard_router::Session) -> Vec<Received> {
+    let mut out = Vec::new();
+    session.take_outbound(router.retained(), &mut out, usize::MAX);
+    out.into_iter()
+        .map(|o| match o {
+            Outbound::Publish { delivery, pkid, .. } => {
+                if delivery.qos > 0 {
+                    assert!(session.complete(pkid));
+                }
+                let m = &delivery.message;
+                (
+                    m.topic.to_string(),
+                    String::from_utf8_lossy(&m.payload).into_owned(),
+                    delivery.qos,
+                    delivery.retain,
+                    delivery.subscription_ids,
+                )
+            }
+            Outbound::PubRel { .. } => panic!("no PUBREL expected"),
+        })
+        .collect()
 }
 
 fn run_sequence(seed: u64) {
@@ -116,8 +190,10 @@ fn run_sequence(seed: u64) {
         .collect();
     let mut model = Model {
         subscriptions: vec![BTreeMap::new(); CLIENTS],
+        retained: BTreeMap::new(),
     };
-    for _ in 0..rng.gen_range(1..12) {
+    let mut published = 0u32;
+    for _ in 0..rng.gen_range(1..14) {
         let c = rng.gen_range(0..CLIENTS);
         match rng.gen_range(0..10) {
             0..=3 => {
@@ -125,9 +201,9 @@ fn run_sequence(seed: u64) {
                 let options = SubscriptionOptions {
                     qos: rng.gen_range(0..=2),
                     no_local: rng.gen_bool(0.3),
-                    retain_handling: 2,
+                    retain_as_published: rng.gen_bool(0.5),
+                    retain_handling: rng.gen_range(0..=2),
                     identifier: rng.gen_bool(0.5).then(|| rng.gen_range(1..5)),
-                    ..Default::default()
                 };
                 // The generator's only invalid filter is the empty one.
                 let Ok(spec) = FilterSpec::parse(&raw) else {
@@ -135,7 +211,12 @@ fn run_sequence(seed: u64) {
                     continue;
                 };
                 router.subscribe(&attached[c].session, &spec, options);
-                model.subscriptions[c].insert(raw, options);
+                let new = model.subscriptions[c]
+                    .insert(raw.clone(), options)
+                    .is_none();
+                let want = model.on_subscribe(&raw, &options, new);
+                let got = drain(&router, &attached[c].session);
+                assert_eq!(got, want, "seed {seed}: retained for {raw:?} ({options:?})");
             }
             4 => {
                 let existing: Vec<String> = model.subscriptions[c].keys().cloned().collect();
@@ -156,28 +237,29 @@ fn run_sequence(seed: u64) {
             _ => {
                 let topic = topic(&mut rng);
                 let qos = rng.gen_range(0..=2);
+                let retain = rng.gen_bool(0.4);
+                published += 1;
+                // An empty retained payload clears the topic (and is still delivered).
+                let payload = if retain && rng.gen_bool(0.2) {
+                    String::new()
+                } else {
+                    format!("p{published}")
+                };
                 let mut message =
-                    Message::new(topic.as_str(), Bytes::from_static(b"x"), qos, false);
+                    Message::new(topic.as_str(), Bytes::from(payload.clone()), qos, retain);
                 message.publisher = Some(ids[c].clone());
                 router.publish(message);
+                if retain {
+                    if payload.is_empty() {
+                        model.retained.remove(&topic);
+                    } else {
+                        model.retained.insert(topic.clone(), (payload.clone(), qos));
+                    }
+                }
+                let sent: Received = (topic.clone(), payload, qos, retain, Vec::new());
                 for (r, a) in attached.iter().enumerate() {
-                    let mut out = Vec::new();
-                    a.session
-                        .take_outbound(router.retained(), &mut out, usize::MAX);
-                    let got: Vec<(u8, Vec<u32>)> = out
-                        .into_iter()
-                        .map(|o| match o {
-                            Outbound::Publish { delivery, pkid, .. } => {
-                                if delivery.qos > 0 {
-                                    assert!(a.session.complete(pkid));
-                                }
-                                (delivery.qos, delivery.subscription_ids)
-                            }
-                            Outbound::PubRel { .. } => panic!("no PUBREL expected"),
-                        })
-                        .collect();
-                    let want: Vec<(u8, Vec<u32>)> =
-                        model.receives(r, c, &topic, qos).into_iter().collect();
+                    let got = drain(&router, &a.session);
+                    let want = model.live(r, c, &sent);
                     assert_eq!(got, want, "seed {seed}: client {r} on {topic:?}");
                 }
             }

@@ -427,3 +427,18 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("VmRSS in /proc status")
 }
+
+/// Runs a script from tests/py with the venv scripts/test made (paho-mqtt).
+pub fn python(script: &str, args: &[&str]) -> Output {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py");
+    let interpreter = py.join(".venv/bin/python");
+    assert!(
+        interpreter.exists(),
+        "tests/py/.venv is missing: run scripts/test (it installs paho-mqtt)"
+    );
+    Command::new(interpreter)
+        .arg(py.join(script))
+        .args(args)
+        .output()
+        .expect("run python")
+}

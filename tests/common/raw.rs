@@ -362,7 +362,7 @@ pub fn publish_v5_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: 
 }
 
 /// A v5 CONNECT (clean start) with a will on `topic`.
-pub fn connect_v5_with_will(client_id: &str, topic: &str, payload: &[u8]) -> Vec<u8> {
+pub fn connect_v5_with_will(client_id: &str, topic: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
     let connect = Connect {
         keep_alive: 30,
@@ -370,7 +370,7 @@ pub fn connect_v5_with_will(client_id: &str, topic: &str, payload: &[u8]) -> Vec
         clean_session: true,
     };
     let will = LastWill {
-        topic: bytes::Bytes::copy_from_slice(topic.as_bytes()),
+        topic: bytes::Bytes::copy_from_slice(topic),
         message: bytes::Bytes::copy_from_slice(payload),
         qos: QoS::AtMostOnce,
         retain: false,
