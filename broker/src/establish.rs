@@ -97,15 +97,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
 
     if !admitted {
         let detail = format!("at max_connections ({})", config.max_connections);
-        refuse(
-            &mut io,
-            &codec,
-            peer,
-            listener,
-            Refusal::ServerBusy,
-            &detail,
-        )
-        .await;
+        refuse_busy(&mut io, &codec, peer, listener, &detail).await;
         return None;
     }
     let accepted = match admit(&edge, request, peer) {
@@ -131,15 +123,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
             Ok(attached) => Some(attached),
             Err(_) => {
                 let detail = format!("at max_sessions ({})", config.max_sessions);
-                refuse(
-                    &mut io,
-                    &codec,
-                    peer,
-                    listener,
-                    Refusal::ServerBusy,
-                    &detail,
-                )
-                .await;
+                refuse_busy(&mut io, &codec, peer, listener, &detail).await;
                 return None;
             }
         }
@@ -343,6 +327,17 @@ async fn refuse<I: MqttIo>(
         }
     }
     refuse_quietly(io, peer, listener, reason, detail).await;
+}
+
+/// "Server busy" (a connection or session limit), in the client's version.
+async fn refuse_busy<I: MqttIo>(
+    io: &mut I,
+    codec: &Codec,
+    peer: SocketAddr,
+    listener: &'static str,
+    detail: &str,
+) {
+    refuse(io, codec, peer, listener, Refusal::ServerBusy, detail).await
 }
 
 /// Closes without a CONNACK (no CONNECT was understood), with a log line and a metric.

@@ -49,20 +49,12 @@ impl fmt::Display for Period {
 
 impl<'de> Deserialize<'de> for Period {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(Period(n)),
-            Raw::Text(text) => Period::parse(&text).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not a period like 3600, \"90s\", \"15m\", \"2h\", \"14d\" or \"1w\""
-                ))
-            }),
-        }
+        crate::size::number_or_text(
+            deserializer,
+            Period,
+            Period::parse,
+            "a period like 3600, \"90s\", \"15m\", \"2h\", \"14d\" or \"1w\"",
+        )
     }
 }
 

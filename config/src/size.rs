@@ -46,22 +46,37 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// A config value written as a plain number or as text with a unit.
+pub(crate) fn number_or_text<'de, D, T>(
+    deserializer: D,
+    from_number: fn(u64) -> T,
+    parse: fn(&str) -> Option<T>,
+    examples: &str,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(from_number(n)),
+        Raw::Text(text) => parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not {examples}"))),
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(text) => ByteSize::parse(&text).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not a size like 1024, \"64KiB\", \"4MiB\" or \"1MB\""
-                ))
-            }),
-        }
+        number_or_text(
+            deserializer,
+            ByteSize,
+            ByteSize::parse,
+            "a size like 1024, \"64KiB\", \"4MiB\" or \"1MB\"",
+        )
     }
 }
 

@@ -214,6 +214,27 @@ impl<S> SubscriptionIndex<S> {
         (levels, multi)
     }
 
+    /// The node `spec` ends at and its subscriber slot (`#` filters: the node's
+    /// `multi`), the path created when `create`.
+    #[allow(clippy::type_complexity)]
+    fn slot(
+        &mut self,
+        spec: &FilterSpec,
+        create: bool,
+    ) -> Option<(usize, &mut Option<Box<Subscribers<S>>>)> {
+        let (levels, multi) = Self::path(&spec.filter);
+        let at = self.walk(&levels, create)?;
+        let node = self.node_mut(at)?;
+        Some((
+            at,
+            if multi {
+                &mut node.multi
+            } else {
+                &mut node.exact
+            },
+        ))
+    }
+
     /// Adds or replaces `id`'s subscription to `spec`. True when it is new.
     pub fn insert(
         &mut self,
@@ -222,17 +243,8 @@ impl<S> SubscriptionIndex<S> {
         subscriber: S,
         options: SubscriptionOptions,
     ) -> bool {
-        let (levels, multi) = Self::path(&spec.filter);
-        let Some(at) = self.walk(&levels, true) else {
+        let Some((_, slot)) = self.slot(spec, true) else {
             return false;
-        };
-        let Some(node) = self.node_mut(at) else {
-            return false;
-        };
-        let slot = if multi {
-            &mut node.multi
-        } else {
-            &mut node.exact
         };
         let subscribers = slot.get_or_insert_with(Box::default);
         let entry = Entry {
@@ -271,17 +283,8 @@ impl<S> SubscriptionIndex<S> {
     /// Removes `id`'s subscription to `spec` and frees nodes nobody needs any more.
     /// True when there was one.
     pub fn remove(&mut self, spec: &FilterSpec, id: SessionId) -> bool {
-        let (levels, multi) = Self::path(&spec.filter);
-        let Some(at) = self.walk(&levels, false) else {
+        let Some((at, slot)) = self.slot(spec, false) else {
             return false;
-        };
-        let Some(node) = self.node_mut(at) else {
-            return false;
-        };
-        let slot = if multi {
-            &mut node.multi
-        } else {
-            &mut node.exact
         };
         let Some(subscribers) = slot.as_mut() else {
             return false;

@@ -39,6 +39,15 @@ impl RawClient {
         }
     }
 
+    /// Connects and completes a 3.1.1 clean-session CONNECT as `client_id`.
+    pub fn connected(addr: SocketAddr, client_id: &str) -> RawClient {
+        let mut client = RawClient::connect(addr);
+        client.send(&connect_v4(client_id, true, 120));
+        let connack = client.expect_kind(2, Duration::from_secs(5));
+        assert_eq!(connack_code(&connack), 0, "CONNACK for {client_id}");
+        client
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("raw write");
     }
@@ -280,21 +289,7 @@ pub fn publish_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: boo
         body.extend_from_slice(&pkid.to_be_bytes());
     }
     body.extend_from_slice(payload);
-    let mut out = vec![0x30 | (qos << 1) | u8::from(retain)];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend(body);
-    out
+    frame(0x30 | (qos << 1) | u8::from(retain), body)
 }
 
 /// Publishes `count` retained QoS 1 messages on `prefix/<n>` and waits for every PUBACK.
