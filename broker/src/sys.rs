@@ -12,8 +12,8 @@ use switchboard_router::{Message, Router};
 
 use crate::events::EventFeed;
 
-const SESSION_TICK: Duration = Duration::from_secs(1);
-const RETAINED_EXPIRY_EVERY: Duration = Duration::from_secs(60);
+/// Offline sessions and retained messages past their expiry go within this.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Runs until shutdown (a supervised core task).
 pub async fn housekeeping(router: Arc<Router>, config: Arc<Config>, events: EventFeed) {
@@ -21,9 +21,8 @@ pub async fn housekeeping(router: Arc<Router>, config: Arc<Config>, events: Even
     let sys_every =
         (config.mqtt.sys_interval > 0).then(|| Duration::from_secs(config.mqtt.sys_interval));
     {
-        let mut tick = tokio::time::interval(SESSION_TICK);
+        let mut tick = tokio::time::interval(TICK);
         let mut last_sys: Option<Instant> = None;
-        let mut last_expiry = Instant::now();
         loop {
             tick.tick().await;
             let now = Instant::now();
@@ -31,12 +30,9 @@ pub async fn housekeeping(router: Arc<Router>, config: Arc<Config>, events: Even
             if ended > 0 {
                 tracing::debug!(ended, "offline sessions expired");
             }
-            if now.duration_since(last_expiry) >= RETAINED_EXPIRY_EVERY {
-                last_expiry = now;
-                for topic in router.retained().remove_expired() {
-                    let topic = Bytes::copy_from_slice(topic.as_bytes());
-                    events.retained_changed(topic, Bytes::new(), 0, None);
-                }
+            for topic in router.retained().remove_expired() {
+                let topic = Bytes::copy_from_slice(topic.as_bytes());
+                events.retained_changed(topic, Bytes::new(), 0, None);
             }
             if let Some(every) = sys_every {
                 if last_sys.is_none_or(|at| now.duration_since(at) >= every) {

@@ -17,6 +17,9 @@ const SCAN_BUDGET: usize = 4096;
 #[derive(Default)]
 pub struct RetainedIndex {
     topics: RwLock<BTreeMap<Arc<str>, Arc<Message>>>,
+    /// Topics whose retained message has a Message Expiry, by when it expires
+    /// (entries of overwritten messages are skipped when they come up).
+    expiring: parking_lot::Mutex<BTreeMap<(Instant, Arc<str>), ()>>,
 }
 
 /// One page of a filter's retained messages.
@@ -30,6 +33,11 @@ impl RetainedIndex {
     /// Stores `message` as its topic's retained value; an empty payload clears it.
     /// Returns whether the topic had a value before.
     pub fn set(&self, message: &Arc<Message>) -> bool {
+        if let (Some(expiry), false) = (message.expiry, message.payload.is_empty()) {
+            self.expiring
+                .lock()
+                .insert((expiry.at, message.topic.clone()), ());
+        }
         let mut topics = self.topics.write();
         let had = if message.payload.is_empty() {
             topics.remove(&message.topic).is_some()
@@ -46,10 +54,16 @@ impl RetainedIndex {
     /// input (the store's order) makes that a linear bulk build.
     pub fn load(&self, messages: impl IntoIterator<Item = Message>) -> usize {
         let mut topics = self.topics.write();
+        let mut expiring = self.expiring.lock();
         let loaded: BTreeMap<Arc<str>, Arc<Message>> = messages
             .into_iter()
             .filter(|m| !m.payload.is_empty())
-            .map(|m| (m.topic.clone(), Arc::new(m)))
+            .map(|m| {
+                if let Some(expiry) = m.expiry {
+                    expiring.insert((expiry.at, m.topic.clone()), ());
+                }
+                (m.topic.clone(), Arc::new(m))
+            })
             .collect();
         if topics.is_empty() {
             *topics = loaded;
@@ -136,18 +150,36 @@ impl RetainedIndex {
         (found.into_values().collect(), truncated)
     }
 
-    /// Drops expired messages; returns their topics (for the store).
+    /// Drops expired messages; returns their topics (for the store). Looks only at
+    /// messages that have an expiry, in expiry order.
     pub fn remove_expired(&self) -> Vec<Arc<str>> {
         let now = Instant::now();
-        let mut topics = self.topics.write();
-        let gone: Vec<Arc<str>> = topics
-            .iter()
-            .filter(|(_, m)| m.expired(now))
-            .map(|(t, _)| t.clone())
-            .collect();
-        for topic in &gone {
-            topics.remove(topic);
+        let mut due = Vec::new();
+        {
+            let mut expiring = self.expiring.lock();
+            while let Some(entry) = expiring.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove_entry().0);
+            }
         }
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let mut topics = self.topics.write();
+        let mut gone = Vec::new();
+        for (at, topic) in due {
+            // Only if the message there now is the one that expired.
+            let current = topics
+                .get(&topic)
+                .is_some_and(|m| m.expiry.is_some_and(|e| e.at == at));
+            if current {
+                topics.remove(&topic);
+                gone.push(topic);
+            }
+        }
+        metrics::gauge!("switchboard_retained_topics").set(topics.len() as f64);
         gone
     }
 }
@@ -191,6 +223,26 @@ mod tests {
         assert_eq!(index.page("+/ß", None, 10).messages.len(), 1);
         index.set(&retained("ü/ß", b""));
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn expired_messages_leave_and_their_overwritten_entries_do_not_count() {
+        let index = RetainedIndex::default();
+        let mut short = Message::new("e/1", Bytes::from_static(b"x"), 0, true);
+        short.expiry = Some(crate::Expiry::after_secs(0));
+        index.set(&Arc::new(short));
+        let mut replaced = Message::new("e/2", Bytes::from_static(b"x"), 0, true);
+        replaced.expiry = Some(crate::Expiry::after_secs(0));
+        index.set(&Arc::new(replaced));
+        index.set(&retained("e/2", b"kept"));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let gone: Vec<String> = index
+            .remove_expired()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(gone, vec!["e/1"]);
+        assert_eq!(index.len(), 1);
     }
 
     #[test]
