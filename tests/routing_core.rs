@@ -576,3 +576,17 @@ fn mqtt5_features_with_paho() {
     assert_eq!(first + second, 20, "each shared message once: {shared}");
     assert!(first > 0 && second > 0, "both members served: {shared}");
 }
+
+#[test]
+fn subscriptions_past_max_subscriptions_get_quota_exceeded() {
+    let sb = Switchboard::start("max_subscriptions = 3");
+    let mut v5 = RawClient::connect(sb.tcp_addr());
+    v5.send(&raw::connect_v5("many-subs", 30, None));
+    v5.expect_kind(2, 5 * SECOND);
+    v5.send(&raw::subscribe_many(
+        true,
+        &["q/1", "q/2", "q/3", "q/4", "q/1"],
+    ));
+    let suback = v5.expect_kind(9, 5 * SECOND);
+    assert_eq!(suback.body.last_chunk::<5>(), Some(&[1, 1, 1, 0x97, 1]));
+}

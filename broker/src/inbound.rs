@@ -13,7 +13,7 @@ use rumqttd::protocol::{
 };
 use switchboard_router::topic::check_topic_name;
 use switchboard_router::{
-    Expiry, FilterSpec, IncomingQos2, Message, MessageProperties, SubscriptionOptions,
+    Expiry, FilterSpec, IncomingQos2, Message, MessageProperties, Session, SubscriptionOptions,
 };
 use tracing::debug;
 
@@ -380,6 +380,13 @@ impl<I: MqttIo> Connection<I> {
                         "No Local on a shared subscription",
                     ))
                 }
+                Ok(spec) if self.over_subscription_limit(&session, &spec) => {
+                    if v5 {
+                        SubscribeReasonCode::QuotaExceeded
+                    } else {
+                        SubscribeReasonCode::Failure
+                    }
+                }
                 Ok(spec) => {
                     let options = options_of(&filter, identifier, v5);
                     self.edge.router.subscribe(&session, &spec, options);
@@ -396,6 +403,17 @@ impl<I: MqttIo> Connection<I> {
             None,
         ));
         Ok(())
+    }
+
+    /// A new filter past `[mqtt] max_subscriptions` (replacing one is always fine).
+    fn over_subscription_limit(&self, session: &Session, spec: &FilterSpec) -> bool {
+        let (exists, count) = session.subscription_count(spec);
+        let over = !exists && count >= self.edge.config.mqtt.max_subscriptions;
+        if over {
+            debug!(client_id = %self.client_id, count, "refused a subscription over max_subscriptions");
+            metrics::counter!("switchboard_mqtt_subscriptions_refused_total").increment(1);
+        }
+        over
     }
 
     fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) {

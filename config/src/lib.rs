@@ -118,6 +118,8 @@ pub struct MqttConfig {
     pub max_session_expiry: Period,
     /// Sessions kept at most, connected or offline; new ones past it are refused.
     pub max_sessions: usize,
+    /// Subscriptions one session may hold; more get SUBACK 0x97 (3.1.1: 0x80).
+    pub max_subscriptions: usize,
     /// How long a QoS 1/2 publisher is paused for a subscriber whose queue is full
     /// before that subscriber starts losing its messages instead.
     pub publisher_wait_ms: u64,
@@ -146,6 +148,7 @@ impl Default for MqttConfig {
             persistent_client_expiration: Period(7 * 86_400),
             max_session_expiry: Period(0),
             max_sessions: 200_000,
+            max_subscriptions: 100_000,
             publisher_wait_ms: 5_000,
             sys_interval: 10,
         }

@@ -318,6 +318,15 @@ impl Session {
         state.subscriptions.clear();
     }
 
+    /// Whether this session has a subscription to `spec` and how many it has.
+    pub fn subscription_count(&self, spec: &FilterSpec) -> (bool, usize) {
+        let state = self.state.lock();
+        (
+            state.subscriptions.contains_key(spec),
+            state.subscriptions.len(),
+        )
+    }
+
     pub fn subscriptions(&self) -> Vec<(FilterSpec, SubscriptionOptions)> {
         let state = self.state.lock();
         state
