@@ -590,3 +590,20 @@ fn subscriptions_past_max_subscriptions_get_quota_exceeded() {
     let suback = v5.expect_kind(9, 5 * SECOND);
     assert_eq!(suback.body.last_chunk::<5>(), Some(&[1, 1, 1, 0x97, 1]));
 }
+
+#[test]
+fn retained_messages_come_even_behind_hundreds_of_filters_with_none() {
+    let sb = Switchboard::start("");
+    publish(
+        sb.ports.tcp,
+        &["-t", "late/state", "-m", "here", "-r", "-q", "1"],
+    );
+    let mut client = RawClient::connected(sb.tcp_addr(), "many-empty-filters");
+    let mut filters: Vec<String> = (0..500).map(|n| format!("none/{n}")).collect();
+    filters.push("late/#".into());
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    client.send(&raw::subscribe_many(false, &filters));
+    client.expect_kind(9, 5 * SECOND);
+    let retained = client.expect_kind(3, 5 * SECOND);
+    assert_eq!(raw::publish_parts(&retained, false).1, b"here");
+}

@@ -27,7 +27,10 @@ impl<I: MqttIo> Connection<I> {
             let mut batch = Vec::new();
             session.take_outbound(&retained, &mut batch, TAKE);
             if batch.is_empty() {
-                break;
+                // Only retained pages with nothing in them this step (subscriptions
+                // without retained messages): let other tasks run, then go on.
+                tokio::task::yield_now().await;
+                continue;
             }
             let now = Instant::now();
             for item in batch.drain(..) {

@@ -239,10 +239,6 @@ impl Router {
         self.sessions.lock().by_client_id.len()
     }
 
-    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().by_client_id.get(client_id).cloned()
-    }
-
     /// Adds or replaces a subscription, then queues the retained messages its
     /// Retain Handling asks for (never for shared subscriptions).
     pub fn subscribe(

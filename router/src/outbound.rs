@@ -80,6 +80,9 @@ impl Session {
     /// Whether more can be sent now without waiting for a push or an ack.
     pub fn has_sendable(&self) -> bool {
         let state = self.state.lock();
+        if !state.connected {
+            return false;
+        }
         let front_sendable = state
             .queue
             .front()

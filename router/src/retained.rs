@@ -82,10 +82,6 @@ impl RetainedIndex {
         self.topics.read().is_empty()
     }
 
-    pub fn get(&self, topic: &str) -> Option<Arc<Message>> {
-        self.topics.read().get(topic).cloned()
-    }
-
     /// Up to `limit` unexpired messages matching `filter`, after `after` (exclusive).
     pub fn page(&self, filter: &str, after: Option<&str>, limit: usize) -> RetainedPage {
         let prefix = literal_prefix(filter);

@@ -17,8 +17,8 @@ use crate::topic::FilterSpec;
 /// Queue bounds, from `[mqtt]`.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
-    /// Messages queued for one session before QoS 0 is dropped and QoS 1/2
-    /// publishers wait (Mosquitto's `max_queued_messages`).
+    /// Messages queued for one session before its publishers are made to wait
+    /// (Mosquitto's `max_queued_messages`).
     pub max_messages: usize,
     /// The same in bytes (Mosquitto's `max_queued_bytes`).
     pub max_bytes: usize,
@@ -29,8 +29,8 @@ impl QueueLimits {
         len >= self.max_messages || bytes >= self.max_bytes
     }
 
-    /// QoS 1/2 beyond the soft bound are still taken while publishers slow down, up
-    /// to twice the bound; past that the slow subscriber loses them.
+    /// Copies beyond the bound are still taken while publishers slow down, up to
+    /// twice the bound; past that the slow subscriber loses them.
     fn over_hard(&self, len: usize, bytes: usize) -> bool {
         len >= self.max_messages.saturating_mul(2) || bytes >= self.max_bytes.saturating_mul(2)
     }
@@ -42,7 +42,8 @@ pub enum Pushed {
     Queued,
     /// Queued, but the session is over its bound: the publisher should wait.
     QueuedOverBound,
-    /// Dropped: QoS 0 to a full queue, or anything to a stalled or offline-full one.
+    /// Dropped: past twice the bound, QoS 0 to a stalled or offline session, or
+    /// anything to a full offline one.
     Dropped,
 }
 
@@ -100,13 +101,12 @@ pub(crate) struct State {
     incoming_qos2: HashSet<u16>,
     pub subscriptions: BTreeMap<FilterSpec, SubscriptionOptions>,
     pub replays: VecDeque<Replay>,
-    /// Set when publishers gave up waiting for this session: over the bound, its
-    /// QoS 1/2 messages are dropped instead of slowing publishers down.
+    /// Set when publishers gave up waiting for this session: over the bound it
+    /// loses QoS 0 (QoS 1/2 past twice the bound) instead of slowing publishers.
     pub stalled: bool,
     pub expires_at: Option<Instant>,
     /// How long the session outlives its connection (zero: it ends with it).
     pub expiry: Duration,
-    pub dropped: u64,
 }
 
 pub struct Session {
@@ -149,7 +149,6 @@ impl Session {
                 stalled: false,
                 expires_at: None,
                 expiry: Duration::ZERO,
-                dropped: 0,
             }),
             work: Notify::new(),
             room: Notify::new(),
@@ -220,7 +219,6 @@ impl Session {
                 Pushed::QueuedOverBound
             };
             if pushed == Pushed::Dropped {
-                state.dropped += 1;
                 return pushed;
             }
             state.queued_bytes += delivery.cost();
@@ -262,15 +260,6 @@ impl Session {
         self.work.notified().await
     }
 
-    /// Messages dropped for this session (full queue, stalled).
-    pub fn dropped(&self) -> u64 {
-        self.state.lock().dropped
-    }
-
-    pub fn queued(&self) -> usize {
-        self.state.lock().queue.len()
-    }
-
     /// An inbound QoS 2 PUBLISH, bounded by our Receive Maximum.
     pub fn incoming_qos2(&self, pkid: u16, receive_maximum: u16) -> IncomingQos2 {
         let mut state = self.state.lock();
@@ -282,11 +271,6 @@ impl Session {
         }
         state.incoming_qos2.insert(pkid);
         IncomingQos2::New
-    }
-
-    /// Inbound QoS 2 messages awaiting PUBREL.
-    pub fn incoming_qos2_pending(&self) -> usize {
-        self.state.lock().incoming_qos2.len()
     }
 
     /// PUBREL from the client: releases exactly the packet id it names.
