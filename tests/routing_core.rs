@@ -607,3 +607,41 @@ fn retained_messages_come_even_behind_hundreds_of_filters_with_none() {
     let retained = client.expect_kind(3, 5 * SECOND);
     assert_eq!(raw::publish_parts(&retained, false).1, b"here");
 }
+
+#[test]
+fn a_v5_clients_receive_maximum_bounds_what_it_has_unacknowledged() {
+    let sb = Switchboard::start("");
+    let mut properties = raw::connect_properties();
+    properties.receive_maximum = Some(2);
+    let mut client = RawClient::connect(sb.tcp_addr());
+    client.send(&raw::connect_v5("small-window", 30, Some(properties)));
+    client.expect_kind(2, 5 * SECOND);
+    client.send(&raw::subscribe_many(true, &["window/#"]));
+    client.expect_kind(9, 5 * SECOND);
+    for n in 0..5 {
+        publish(
+            sb.ports.tcp,
+            &["-t", "window/x", "-m", &format!("m{n}"), "-q", "1"],
+        );
+    }
+    let first = client.expect_kind(3, 5 * SECOND);
+    let second = client.expect_kind(3, 5 * SECOND);
+    assert!(
+        client.read_frame(Duration::from_millis(500)).is_none(),
+        "a third PUBLISH before any PUBACK"
+    );
+    // Acknowledging one lets exactly one more through.
+    let pkid = |frame: &raw::Frame| {
+        let topic_len = usize::from(u16::from_be_bytes([frame.body[0], frame.body[1]]));
+        u16::from_be_bytes([frame.body[2 + topic_len], frame.body[3 + topic_len]])
+    };
+    client.send(&raw::puback(pkid(&first)));
+    let third = client.expect_kind(3, 5 * SECOND);
+    assert!(client.read_frame(Duration::from_millis(500)).is_none());
+    for frame in [&second, &third] {
+        client.send(&raw::puback(pkid(frame)));
+    }
+    for _ in 0..2 {
+        client.expect_kind(3, 5 * SECOND);
+    }
+}

@@ -383,6 +383,11 @@ pub fn pubrel(pkid: u16) -> Vec<u8> {
     frame(0x62, pkid.to_be_bytes().to_vec())
 }
 
+/// PUBACK for `pkid` (3.1.1 form, also valid v5 with reason omitted).
+pub fn puback(pkid: u16) -> Vec<u8> {
+    frame(0x40, pkid.to_be_bytes().to_vec())
+}
+
 pub fn pingreq() -> Vec<u8> {
     vec![0xC0, 0]
 }
