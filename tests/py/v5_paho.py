@@ -20,7 +20,10 @@ class Client:
     def __init__(self, name):
         self.got = []
         self.lock = threading.Lock()
+        # SUBACK reason codes by message id; the callback may run before
+        # subscribe() has returned the id, so waiters look here under `acked`.
         self.subacks = {}
+        self.acked = threading.Condition()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{RUN}",
                              protocol=mqtt.MQTTv5)
         self.c.on_message = self.on_message
@@ -43,21 +46,19 @@ class Client:
             })
 
     def on_subscribe(self, _c, _u, mid, reason_codes, _props):
-        self.subacks[mid].append([int(rc.value) for rc in reason_codes])
-        self.subacks[mid + 10**6].set()
+        with self.acked:
+            self.subacks[mid] = [int(rc.value) for rc in reason_codes]
+            self.acked.notify_all()
 
     def subscribe(self, filter_, qos=1, ident=None, **options):
         props = Properties(PacketTypes.SUBSCRIBE)
         if ident:
             props.SubscriptionIdentifier = ident
-        done = threading.Event()
-        result = []
         _, mid = self.c.subscribe((filter_, SubscribeOptions(qos=qos, **options)),
                                   properties=props if ident else None)
-        self.subacks[mid] = result
-        self.subacks[mid + 10**6] = done
-        assert done.wait(5), "no SUBACK"
-        return result[0]
+        with self.acked:
+            assert self.acked.wait_for(lambda: mid in self.subacks, 5), "no SUBACK"
+            return self.subacks.pop(mid)
 
     def publish(self, topic, payload, qos=1, retain=False, **props):
         properties = None
