@@ -20,6 +20,7 @@ pub mod packet;
 mod presence;
 mod publish_wire;
 mod sessions;
+mod subscribe;
 pub mod supervisor;
 mod sys;
 mod tls;
