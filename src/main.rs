@@ -12,9 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use switchboard_config::Config;
 
-/// rumqttd reserves room for hundreds of packets per link up front; jemalloc keeps
-/// the untouched part of such blocks unbacked, which halves the memory an idle
-/// connection costs compared with the system allocator (measured: docs/benchmarks.md).
+/// jemalloc keeps the resident memory of tens of thousands of idle connections and
+/// browsers small (docs/benchmarks.md) and returns freed pages promptly (below).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -50,8 +50,9 @@ impl RetainedIndex {
         had
     }
 
-    /// Loads many at start-up (no concurrent readers yet). Built in one go: sorted
-    /// input (the store's order) makes that a linear bulk build.
+    /// Loads many at start-up (before clients connect; `$SYS` may already be there)
+    /// and returns how many it loaded. Built in one go: sorted input (the store's
+    /// order) makes that a linear bulk build.
     pub fn load(&self, messages: impl IntoIterator<Item = Message>) -> usize {
         let mut topics = self.topics.write();
         let mut expiring = self.expiring.lock();
@@ -65,13 +66,14 @@ impl RetainedIndex {
                 (m.topic.clone(), Arc::new(m))
             })
             .collect();
+        let count = loaded.len();
         if topics.is_empty() {
             *topics = loaded;
         } else {
             topics.extend(loaded);
         }
         metrics::gauge!("switchboard_retained_topics").set(topics.len() as f64);
-        topics.len()
+        count
     }
 
     pub fn len(&self) -> usize {
