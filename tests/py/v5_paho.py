@@ -1,6 +1,6 @@
 """MQTT 5 features checked with paho-mqtt (Eclipse's Python client) against a running
 broker. Each check prints one JSON line {"check": NAME, ...observed}; the Rust test
-(tests/routing_core.rs) asserts on them. Usage: python3 v5_paho.py HOST PORT"""
+(tests/mqtt5.rs) asserts on them. Usage: python3 v5_paho.py HOST PORT"""
 import json
 import os
 import sys
