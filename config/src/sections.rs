@@ -1,0 +1,301 @@
+//! The configuration's sections, one struct each, with their defaults (the same as
+//! `switchboard.default.toml`); `Config` in lib.rs puts them together and validates.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ByteSize, Listen, Period};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Folder for sled and other state.
+    pub data_dir: PathBuf,
+    /// Seconds graceful shutdown waits for connections to close before exiting.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("data"),
+            shutdown_grace_secs: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// MQTT 3.1.1 + 5 over TCP.
+    pub tcp: Listen,
+    /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`).
+    pub ws: Listen,
+    /// MQTT over TLS. `None` when the key is absent: on when certificates exist.
+    pub tls: Option<Listen>,
+    /// MQTT over secure WebSocket. `None` when absent, as for `tls`.
+    pub wss: Option<Listen>,
+    /// Connected MQTT clients at most, over all listeners.
+    pub max_connections: usize,
+    /// Largest PUBLISH payload accepted from a client (bigger ones: disconnect).
+    pub max_payload: ByteSize,
+    /// 0 = accept the keep-alive a client asks for; else the most a client gets.
+    pub max_keepalive: u16,
+    /// Seconds a new connection has for its TLS / WebSocket handshake and for CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Longest client id accepted (bytes).
+    pub max_client_id_len: usize,
+    /// Topic aliases a v5 client may use towards us (CONNACK Topic Alias Maximum).
+    pub topic_alias_max: u16,
+    /// Connections over `max_connections` that may still be told "server busy" at once.
+    pub max_refusals_in_flight: usize,
+    /// Messages queued for one session (connected or offline) before QoS 0 ones are
+    /// dropped and QoS 1/2 publishers are slowed (Mosquitto's `max_queued_messages`).
+    pub max_queued_messages: usize,
+    /// The same bound in bytes (Mosquitto's `max_queued_bytes`).
+    pub max_queued_bytes: ByteSize,
+    /// QoS 1/2 messages in flight to a 3.1.1 client (v5: the client's Receive
+    /// Maximum). Mosquitto's `max_inflight_messages`.
+    pub max_inflight: u16,
+    /// Receive Maximum announced to v5 clients: QoS 2 messages a client may have
+    /// unreleased (no PUBREL yet) at once; more is a disconnect (0x93). Also bounds
+    /// 3.1.1 clients.
+    pub receive_maximum: u16,
+    /// How long a 3.1.1 persistent session (clean session 0) is kept after its client
+    /// went away; `0` = forever (Mosquitto's `persistent_client_expiration`).
+    pub persistent_client_expiration: Period,
+    /// Most session expiry a v5 client is granted (`0` = what it asks for).
+    pub max_session_expiry: Period,
+    /// Sessions kept at most, connected or offline; new ones past it are refused.
+    pub max_sessions: usize,
+    /// Subscriptions one session may hold; more get SUBACK 0x97 (3.1.1: 0x80).
+    pub max_subscriptions: usize,
+    /// How long a QoS 1/2 publisher is paused for a subscriber whose queue is full
+    /// before that subscriber starts losing its messages instead.
+    pub publisher_wait_ms: u64,
+    /// Seconds between `$SYS/broker/...` updates (`0` = off). Mosquitto's `sys_interval`.
+    pub sys_interval: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            tcp: Listen::on("0.0.0.0:1883"),
+            ws: Listen::on("0.0.0.0:8083"),
+            tls: None,
+            wss: None,
+            max_connections: 100_000,
+            max_payload: ByteSize(256 * 1024),
+            max_keepalive: 0,
+            connect_timeout_secs: 10,
+            max_client_id_len: 256,
+            topic_alias_max: 32,
+            max_refusals_in_flight: 64,
+            max_queued_messages: 1_000,
+            max_queued_bytes: ByteSize(8 * 1024 * 1024),
+            max_inflight: 20,
+            receive_maximum: 100,
+            persistent_client_expiration: Period(7 * 86_400),
+            max_session_expiry: Period(0),
+            max_sessions: 200_000,
+            max_subscriptions: 100_000,
+            publisher_wait_ms: 5_000,
+            sys_interval: 10,
+        }
+    }
+}
+
+pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:8883";
+pub const DEFAULT_WSS_LISTEN: &str = "0.0.0.0:8084";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Browser bridge, metrics and health.
+    pub listen: Listen,
+    /// Serve `/admin/retained` (list, get, delete retained messages). Unauthenticated:
+    /// turn on only where the HTTP listener is not reachable by untrusted clients.
+    pub admin: bool,
+    /// Origins allowed to open `/ws` (exact `scheme://host:port`); empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Refuse WebSocket upgrades without an `Origin` header (non-browser clients).
+    pub require_origin: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Listen::on("0.0.0.0:8080"),
+            admin: false,
+            allowed_origins: Vec::new(),
+            require_origin: false,
+        }
+    }
+}
+
+/// Durable state (retained messages) in sled under `[node] data_dir`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// A retained message accepted more than this many ms before a crash is on disk.
+    pub flush_ms: u64,
+    /// Retained changes waiting to be written at most. A client publishing retained
+    /// messages into a full queue waits (only that client is slowed down).
+    pub write_queue: usize,
+    /// How long such a client waits for room before its change is dropped, counted
+    /// and logged (the router still serves it, but it does not survive a restart).
+    pub queue_wait_ms: u64,
+    /// Seconds between saves of the persistent MQTT sessions (subscriptions and
+    /// queued QoS 1/2 messages); they are also saved at shutdown. `0`: only at
+    /// shutdown. Mosquitto's `autosave_interval`.
+    pub autosave_interval: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            flush_ms: 100,
+            write_queue: 65_536,
+            queue_wait_ms: 5_000,
+            autosave_interval: 60,
+        }
+    }
+}
+
+/// The browser bridge: `/ws` rooms protocol limits and behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Any valid MQTT topic filter may be joined as a room.
+    pub topic_rooms: bool,
+    /// Topic filters browsers may publish to outside any room's `publish` list.
+    pub browser_publish: Vec<String>,
+    /// WebSocket ping interval, also sent to clients in `welcome`.
+    pub heartbeat_ms: u64,
+    /// A client silent this long after a ping is dropped.
+    pub heartbeat_timeout_ms: u64,
+    /// Browser connections at once; more get HTTP 503.
+    pub max_connections: usize,
+    /// Rooms one connection may be in.
+    pub max_rooms_per_connection: usize,
+    /// Largest request frame answered with `too_large` and kept open; frames over
+    /// 4 × this close the connection (1009).
+    pub max_frame: ByteSize,
+    /// Requests per second per connection (token bucket, burst 2 ×).
+    pub max_requests_per_sec: u32,
+    /// Errors within 10 s after which the connection is closed with 1008.
+    pub max_errors: u32,
+    /// Retained topics returned in `joined.state` at most (`state_truncated` says so).
+    pub max_state_topics: usize,
+    /// Queued messages for one client before it is conflated (newest per topic).
+    pub conflate_after: usize,
+    /// Queued entries for one client (after conflation) before it is closed with 1013.
+    pub close_after: usize,
+    /// Queued bytes for one client before it is closed with 1013.
+    pub max_queue_bytes: ByteSize,
+    /// A client whose queue has not moved for this long is closed with 1013.
+    pub slow_client_timeout_ms: u64,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            topic_rooms: true,
+            browser_publish: Vec::new(),
+            heartbeat_ms: 25_000,
+            heartbeat_timeout_ms: 10_000,
+            max_connections: 50_000,
+            max_rooms_per_connection: 100,
+            max_frame: ByteSize(64 * 1024),
+            max_requests_per_sec: 100,
+            max_errors: 20,
+            max_state_topics: 10_000,
+            conflate_after: 1_000,
+            close_after: 10_000,
+            max_queue_bytes: ByteSize(8 * 1024 * 1024),
+            slow_client_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Message history for resume (`since`) and `rewind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Topic filters whose messages are kept (default: everything).
+    pub topics: Vec<String>,
+    /// Messages kept at most (all rooms share one log).
+    pub max_messages: usize,
+    /// Seconds a message is kept at most.
+    pub max_age_secs: u64,
+    /// Messages one `since` or `rewind` returns at most; a longer gap is `recovered: false`.
+    pub max_resume: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            topics: vec!["#".into()],
+            max_messages: 10_000,
+            max_age_secs: 300,
+            max_resume: 10_000,
+        }
+    }
+}
+
+/// A configured room: `[rooms.NAME]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomConfig {
+    /// MQTT topic filters the room delivers.
+    pub topics: Vec<String>,
+    /// Topic filters members may publish to.
+    pub publish: Vec<String>,
+    /// Push member join/leave events to the room.
+    pub presence: bool,
+    /// Messages a `rewind` or resume may return for this room (0 = none).
+    pub history: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain for the TLS and WSS listeners.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::from("certs-dev/server.pem"),
+            key: PathBuf::from("certs-dev/server.key"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `switchboard_broker=debug,info`; RUST_LOG wins.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
