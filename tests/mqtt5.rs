@@ -21,8 +21,15 @@ use serde_json::Value;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The `{"check": NAME, ...}` lines a client script printed, by name.
-fn checks_printed(stdout: &str) -> std::collections::HashMap<String, Value> {
+/// The `{"check": NAME, ...}` lines a client script printed, by name; the script
+/// must have succeeded.
+fn checks_printed(out: &std::process::Output) -> std::collections::HashMap<String, Value> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -35,13 +42,7 @@ fn mqtt5_delivery_rules_with_mqtt_js() {
     let sb = Switchboard::start("");
     let url = format!("mqtt://127.0.0.1:{}", sb.ports.tcp);
     let out = node("v5_rules.js", &[&url]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let checks = checks_printed(&stdout);
+    let checks = checks_printed(&out);
     let got = |name: &str| checks[name]["got"].as_array().cloned().unwrap_or_default();
 
     assert_eq!(checks["connack"]["receiveMaximum"], 100);
@@ -93,13 +94,7 @@ fn mqtt5_delivery_rules_with_mqtt_js() {
 fn mqtt5_features_with_paho() {
     let sb = Switchboard::start("");
     let out = common::python("v5_paho.py", &["127.0.0.1", &sb.ports.tcp.to_string()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let checks = checks_printed(&stdout);
+    let checks = checks_printed(&out);
     let got = |name: &str| checks[name]["got"].as_array().cloned().unwrap_or_default();
 
     let ids = got("subscription_ids");
