@@ -179,7 +179,6 @@ pub fn connect_properties() -> ConnectProperties {
 
 /// A QoS 0 PUBLISH.
 pub fn publish(v5: bool, topic: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
     let packet = Packet::Publish(
         Publish::new(
             bytes::Bytes::copy_from_slice(topic.as_bytes()),
@@ -188,35 +187,23 @@ pub fn publish(v5: bool, topic: &str, payload: &[u8]) -> Vec<u8> {
         ),
         None,
     );
+    encode(v5, packet)
+}
+
+/// A client → server packet in either version.
+fn encode(v5: bool, packet: Packet) -> Vec<u8> {
+    let mut out = BytesMut::new();
     if v5 {
-        V5.write(packet, &mut out).expect("encode publish");
+        V5.write(packet, &mut out).expect("encode");
     } else {
-        V4.write(packet, &mut out).expect("encode publish");
+        V4.write(packet, &mut out).expect("encode");
     }
     out.to_vec()
 }
 
+/// A SUBSCRIBE of one filter at QoS 0 (packet id 1).
 pub fn subscribe(v5: bool, filter: &str) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    let packet = Packet::Subscribe(
-        Subscribe {
-            pkid: 1,
-            filters: vec![Filter {
-                path: filter.to_string(),
-                qos: QoS::AtMostOnce,
-                nolocal: false,
-                preserve_retain: false,
-                retain_forward_rule: RetainForwardRule::OnEverySubscribe,
-            }],
-        },
-        None,
-    );
-    if v5 {
-        V5.write(packet, &mut out).expect("encode subscribe");
-    } else {
-        V4.write(packet, &mut out).expect("encode subscribe");
-    }
-    out.to_vec()
+    subscribe_at(v5, &[filter], QoS::AtMostOnce)
 }
 
 /// CONNACK's return code (3.1.1) or reason code (5).
@@ -318,7 +305,10 @@ pub fn publish_retained_acked(addr: SocketAddr, prefix: &str, count: usize) {
 
 /// A SUBSCRIBE of several filters at QoS 1 (packet id 1).
 pub fn subscribe_many(v5: bool, filters: &[&str]) -> Vec<u8> {
-    let mut out = BytesMut::new();
+    subscribe_at(v5, filters, QoS::AtLeastOnce)
+}
+
+fn subscribe_at(v5: bool, filters: &[&str], qos: QoS) -> Vec<u8> {
     let packet = Packet::Subscribe(
         Subscribe {
             pkid: 1,
@@ -326,7 +316,7 @@ pub fn subscribe_many(v5: bool, filters: &[&str]) -> Vec<u8> {
                 .iter()
                 .map(|f| Filter {
                     path: f.to_string(),
-                    qos: QoS::AtLeastOnce,
+                    qos,
                     nolocal: false,
                     preserve_retain: false,
                     retain_forward_rule: RetainForwardRule::OnEverySubscribe,
@@ -335,12 +325,7 @@ pub fn subscribe_many(v5: bool, filters: &[&str]) -> Vec<u8> {
         },
         None,
     );
-    if v5 {
-        V5.write(packet, &mut out).expect("encode subscribe");
-    } else {
-        V4.write(packet, &mut out).expect("encode subscribe");
-    }
-    out.to_vec()
+    encode(v5, packet)
 }
 
 /// A v5 PUBLISH with any QoS, no properties, encoded by hand.

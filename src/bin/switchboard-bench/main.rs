@@ -4,6 +4,7 @@
 
 mod mqtt;
 mod net;
+mod retained;
 mod stats;
 mod wire;
 mod ws;
@@ -309,9 +310,9 @@ async fn run(cli: Cli) -> Result<Report, String> {
             ws::resume_cost(cli.mqtt, cli.http, &gaps).await
         }
         Scenario::Retained { count, phase } => match phase {
-            RetainedPhase::Publish => mqtt::publish_retained(cli.mqtt, count).await,
+            RetainedPhase::Publish => retained::publish_retained(cli.mqtt, count).await,
             RetainedPhase::Fetch => {
-                mqtt::fetch_retained(cli.mqtt, count, Duration::from_secs(120)).await
+                retained::fetch_retained(cli.mqtt, count, Duration::from_secs(120)).await
             }
         },
     }
