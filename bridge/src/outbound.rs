@@ -149,18 +149,9 @@ impl OutboundQueue {
             }
             if state.conflating {
                 let seq = state.head_seq + state.entries.len() as u64;
-                if let Some(previous) = state.latest.insert(key, seq) {
-                    let index = (previous - state.head_seq) as usize;
-                    if let Some(slot) = state.entries.get_mut(index) {
-                        if let Some(replaced) = slot.take() {
-                            state.queued_messages -= 1;
-                            state.queued_entries -= 1;
-                            state.queued_bytes -= replaced.size();
-                            counter!("switchboard_bridge_conflated_total").increment(1);
-                            if let Outgoing::Message { conflated, .. } = &mut entry {
-                                *conflated = true;
-                            }
-                        }
+                if replace_older(&mut state, key, seq) {
+                    if let Outgoing::Message { conflated, .. } = &mut entry {
+                        *conflated = true;
                     }
                 }
             }
@@ -286,15 +277,7 @@ fn start_conflating(state: &mut State) {
         })
         .collect();
     for (key, seq) in keys {
-        if let Some(older) = state.latest.insert(key, seq) {
-            if let Some(slot) = state.entries.get_mut((older - head) as usize) {
-                if let Some(replaced) = slot.take() {
-                    state.queued_messages -= 1;
-                    state.queued_entries -= 1;
-                    state.queued_bytes -= replaced.size();
-                    counter!("switchboard_bridge_conflated_total").increment(1);
-                }
-            }
+        if replace_older(state, key, seq) {
             if let Some(Some(Outgoing::Message { conflated, .. })) =
                 state.entries.get_mut((seq - head) as usize)
             {
@@ -302,6 +285,26 @@ fn start_conflating(state: &mut State) {
             }
         }
     }
+}
+
+/// Records `seq` as the newest queued message for `key` and empties the slot of the
+/// one it replaces, if that one is still queued (the writer may have taken it: its
+/// sequence number is then below the head). True when a message was replaced.
+fn replace_older(state: &mut State, key: ConflationKey, seq: u64) -> bool {
+    let Some(previous) = state.latest.insert(key, seq) else {
+        return false;
+    };
+    let Some(index) = previous.checked_sub(state.head_seq) else {
+        return false;
+    };
+    let Some(replaced) = state.entries.get_mut(index as usize).and_then(Option::take) else {
+        return false;
+    };
+    state.queued_messages -= 1;
+    state.queued_entries -= 1;
+    state.queued_bytes -= replaced.size();
+    counter!("switchboard_bridge_conflated_total").increment(1);
+    true
 }
 
 #[cfg(test)]
@@ -349,6 +352,44 @@ mod tests {
             })
             .collect();
         assert_eq!(delivered, vec![(11, true), (12, true)]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_while_conflating_replaces_only_what_is_still_queued() {
+        let queue = OutboundQueue::new(QueueLimits {
+            conflate_after: 4,
+            close_after: 1_000,
+            ..limits()
+        });
+        let room: Arc<str> = Arc::from("r");
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for _ in 0..50 {
+            for topic in ["a", "b", "c", "d", "e", "f"] {
+                offset += 1;
+                queue.push_message(&room, &message(topic, offset), &Bytes::from_static(b"x"));
+            }
+            // Reads a little: entries leave, their sequence numbers stay indexed.
+            out.clear();
+            assert!(queue.next_batch(&mut out, 2).await.is_none());
+        }
+        out.clear();
+        assert!(queue.next_batch(&mut out, 1_000).await.is_none());
+        let last: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Message { message, .. } => Some(message.offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            last.last(),
+            Some(&offset),
+            "the newest message is delivered"
+        );
+        let state = queue.state.lock();
+        assert_eq!(state.queued_entries, 0);
+        assert_eq!(state.queued_bytes, 0);
     }
 
     #[tokio::test]

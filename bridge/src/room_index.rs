@@ -1,144 +1,78 @@
-//! Topic-filter trie: which rooms a topic reaches, without scanning every room.
+//! Which rooms a topic reaches, without scanning every room: the routing core's
+//! subscription trie (iterative, pruned as filters leave) with rooms as subscribers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Default)]
-struct Node {
-    children: HashMap<Box<str>, Node>,
-    plus: Option<Box<Node>>,
-    /// Rooms whose filter ends here (`a/b`).
-    exact: Vec<Arc<str>>,
-    /// Rooms whose filter is this path followed by `/#` (or `#` at the root).
-    hash: Vec<Arc<str>>,
-}
-
-impl Node {
-    fn is_empty(&self) -> bool {
-        self.children.is_empty()
-            && self.plus.is_none()
-            && self.exact.is_empty()
-            && self.hash.is_empty()
-    }
-}
+use switchboard_broker::router::{FilterSpec, Matched, SessionId, SubscriptionIndex};
 
 /// Maps topic filters to room names. A room with several filters appears once per
 /// filter; [`RoomIndex::rooms_for`] returns each room once.
 #[derive(Default)]
 pub struct RoomIndex {
-    root: Node,
-    filters: usize,
+    trie: SubscriptionIndex<Arc<str>>,
+    /// Each indexed room's number in the trie and how many of its filters it holds.
+    rooms: HashMap<Arc<str>, (SessionId, usize)>,
+    next_id: SessionId,
+}
+
+fn spec(filter: &str) -> FilterSpec {
+    // Room filters are plain filters: `$share/` in a room name is not a share group.
+    FilterSpec {
+        share_group: None,
+        filter: filter.to_string(),
+    }
 }
 
 impl RoomIndex {
     pub fn insert(&mut self, filter: &str, room: &Arc<str>) {
-        let mut node = &mut self.root;
-        let levels: Vec<&str> = filter.split('/').collect();
-        for (i, level) in levels.iter().enumerate() {
-            if *level == "#" && i == levels.len() - 1 {
-                if !node.hash.iter().any(|r| r == room) {
-                    node.hash.push(room.clone());
-                    self.filters += 1;
-                }
-                return;
-            }
-            node = if *level == "+" {
-                node.plus.get_or_insert_with(Box::default)
-            } else {
-                node.children.entry(Box::from(*level)).or_default()
-            };
-        }
-        if !node.exact.iter().any(|r| r == room) {
-            node.exact.push(room.clone());
-            self.filters += 1;
+        let next_id = &mut self.next_id;
+        let (id, filters) = self.rooms.entry(room.clone()).or_insert_with(|| {
+            *next_id += 1;
+            (*next_id, 0)
+        });
+        if self
+            .trie
+            .insert(&spec(filter), *id, room.clone(), Default::default())
+        {
+            *filters += 1;
         }
     }
 
     pub fn remove(&mut self, filter: &str, room: &str) {
-        let levels: Vec<&str> = filter.split('/').collect();
-        if remove_at(&mut self.root, &levels, room) {
-            self.filters -= 1;
+        let Some((id, filters)) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if self.trie.remove(&spec(filter), *id) {
+            *filters -= 1;
+            if *filters == 0 {
+                self.rooms.remove(room);
+            }
         }
     }
 
     /// Filters in the index (a gauge for metrics).
     pub fn len(&self) -> usize {
-        self.filters
+        self.trie.len()
     }
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.filters == 0
+        self.trie.is_empty() && self.rooms.is_empty()
     }
 
     /// Every room with a filter matching `topic`, each once.
     pub fn rooms_for(&self, topic: &str, out: &mut Vec<Arc<str>>) {
         out.clear();
-        let levels: Vec<&str> = topic.split('/').collect();
-        let system = topic.starts_with('$');
-        collect(&self.root, &levels, 0, system, out);
+        self.trie.for_each_match(topic, |matched| {
+            if let Matched::Direct(entry) = matched {
+                out.push(entry.subscriber.clone());
+            }
+        });
         if out.len() > 1 {
             out.sort_unstable();
             out.dedup();
         }
-    }
-}
-
-fn collect(node: &Node, levels: &[&str], depth: usize, system: bool, out: &mut Vec<Arc<str>>) {
-    let at_root = depth == 0;
-    if !(at_root && system) {
-        out.extend(node.hash.iter().cloned());
-    }
-    let Some(level) = levels.get(depth) else {
-        out.extend(node.exact.iter().cloned());
-        return;
-    };
-    if let Some(child) = node.children.get(*level) {
-        collect(child, levels, depth + 1, system, out);
-    }
-    if let Some(plus) = &node.plus {
-        if !(at_root && system) {
-            collect(plus, levels, depth + 1, system, out);
-        }
-    }
-}
-
-/// Removes `room` from the filter's node; prunes empty nodes. True if it was there.
-fn remove_at(node: &mut Node, levels: &[&str], room: &str) -> bool {
-    match levels {
-        [] => take(&mut node.exact, room),
-        ["#"] => take(&mut node.hash, room),
-        [level, rest @ ..] => {
-            let removed;
-            if *level == "+" {
-                let Some(plus) = node.plus.as_mut() else {
-                    return false;
-                };
-                removed = remove_at(plus, rest, room);
-                if plus.is_empty() {
-                    node.plus = None;
-                }
-            } else {
-                let Some(child) = node.children.get_mut(*level) else {
-                    return false;
-                };
-                removed = remove_at(child, rest, room);
-                if child.is_empty() {
-                    node.children.remove(*level);
-                }
-            }
-            removed
-        }
-    }
-}
-
-fn take(rooms: &mut Vec<Arc<str>>, room: &str) -> bool {
-    match rooms.iter().position(|r| &**r == room) {
-        Some(i) => {
-            rooms.swap_remove(i);
-            true
-        }
-        None => false,
     }
 }
 
@@ -178,7 +112,6 @@ mod tests {
         assert_eq!(index.len(), 1);
         index.remove("sensors/+/temp", "sensors/+/temp");
         assert!(index.is_empty());
-        assert!(index.root.is_empty(), "pruned");
     }
 
     #[test]
@@ -188,5 +121,17 @@ mod tests {
         index.insert("a/#", &room);
         index.insert("a/+", &room);
         assert_eq!(rooms(&index, "a/b"), vec!["r"]);
+    }
+
+    #[test]
+    fn a_filter_ten_thousand_levels_deep_is_indexed_and_removed_without_recursion() {
+        let mut index = RoomIndex::default();
+        let deep = vec!["+"; 10_000].join("/");
+        let room: Arc<str> = Arc::from(deep.as_str());
+        index.insert(&deep, &room);
+        let topic = vec!["x"; 10_000].join("/");
+        assert_eq!(rooms(&index, &topic).len(), 1);
+        index.remove(&deep, &deep);
+        assert!(index.is_empty());
     }
 }

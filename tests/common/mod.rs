@@ -11,6 +11,7 @@
 )]
 
 pub mod browser;
+pub mod canary;
 pub mod raw;
 
 use std::io::Read;

@@ -13,6 +13,18 @@ use rumqttd::protocol::{
     RetainForwardRule, Subscribe,
 };
 
+/// MQTT control packet types (the high nibble of a packet's first byte).
+pub const CONNACK: u8 = 2;
+pub const PUBLISH: u8 = 3;
+pub const PUBACK: u8 = 4;
+pub const PUBREC: u8 = 5;
+pub const PUBREL: u8 = 6;
+pub const PUBCOMP: u8 = 7;
+pub const SUBACK: u8 = 9;
+pub const UNSUBACK: u8 = 11;
+pub const PINGRESP: u8 = 13;
+pub const DISCONNECT: u8 = 14;
+
 pub struct Frame {
     pub first: u8,
     pub body: Vec<u8>,
