@@ -53,9 +53,47 @@ pub fn write_dev_certificates(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     for (name, contents) in files {
         let path = dir.join(name);
-        std::fs::write(&path, contents)
+        // Private keys readable by their owner only, from the moment they exist.
+        let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
+        write_with_mode(&path, contents.as_bytes(), mode)
             .map_err(|e| format!("certs-dev: cannot write {}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)
+}
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    // An existing file keeps its old mode through open: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_keys_are_written_for_their_owner_only() {
+        let dir = std::env::temp_dir().join(format!("sb-certs-{}", std::process::id()));
+        let written = write_dev_certificates(&dir).unwrap();
+        for path in written {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            let want = if path.extension().is_some_and(|e| e == "key") {
+                0o600
+            } else {
+                0o644
+            };
+            assert_eq!(mode, want, "{}", path.display());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -1,17 +1,24 @@
-//! Tracing set-up: human text or JSON lines, level from config unless RUST_LOG is set.
+//! Tracing set-up: human text (coloured only on a terminal) or JSON lines, levels from
+//! `[log] level` and `[log] modules` unless RUST_LOG is set.
 
-use switchboard_config::{LogConfig, LogFormat};
+use std::io::IsTerminal;
+
+use switchboard_config::{Config, LogFormat};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-pub fn init(config: &LogConfig) {
+pub fn init(config: &Config) {
+    // Validated with the config: a filter that does not parse never gets here.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        .or_else(|_| EnvFilter::try_new(config.log_filter()))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = match config.format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+    switchboard_broker::repeats::set_max_per_second(config.log.max_repeats_per_sec);
+    // Colour codes only for a person at a terminal, never into a log file.
+    let ansi = std::io::stdout().is_terminal();
+    let format = match config.log.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)

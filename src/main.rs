@@ -3,6 +3,7 @@
 mod admin;
 mod autosave;
 mod certs;
+mod fd_budget;
 mod logging;
 mod server;
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 pub fn run(config: Config) -> Result<(), String> {
-    crate::logging::init(&config.log);
+    crate::logging::init(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("switchboard")
@@ -27,7 +27,7 @@ pub fn run(config: Config) -> Result<(), String> {
     result
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(mut config: Config) -> Result<(), String> {
     if config.tls_explicitly_requested() && !(config.tls.cert.exists() && config.tls.key.exists()) {
         return Err(format!(
             "TLS listeners are configured but {} or {} is missing; make development certificates with `switchboard certs-dev`, or set [tls] cert and key",
@@ -45,7 +45,12 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot configure metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    switchboard_bridge::vitals::describe();
+    let capped = crate::fd_budget::apply(&mut config);
     let config = Arc::new(config);
+    if let Some(line) = capped {
+        warn!("{line}");
+    }
     match &config.source {
         Some(path) => info!("config: {}", path.display()),
         None => info!("config: built-in defaults (see `switchboard print-config`)"),

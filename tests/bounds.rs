@@ -32,7 +32,7 @@ fn subscribe_then_leave(sb: &Switchboard, round: usize, count: usize) -> u64 {
     for chunk in filters.chunks(500) {
         let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
         client.send(&raw::subscribe_many(false, &chunk));
-        client.expect_kind(9, 10 * SECOND);
+        client.expect_kind(raw::SUBACK, 10 * SECOND);
     }
     rss_kib(pid(sb))
 }
@@ -106,7 +106,7 @@ fn overlapping_filters_and_a_flood_stay_within_queue_bounds_and_are_freed() {
         .collect();
     let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
     reader.send(&raw::subscribe_many(false, &filters));
-    reader.expect_kind(9, 5 * SECOND);
+    reader.expect_kind(raw::SUBACK, 5 * SECOND);
     let mut flood = Vec::new();
     for n in 0..100_000u32 {
         flood.extend(raw::publish_with(
@@ -120,7 +120,7 @@ fn overlapping_filters_and_a_flood_stay_within_queue_bounds_and_are_freed() {
     let mut publisher = RawClient::connected(sb.tcp_addr(), "flooder");
     publisher.send(&flood);
     publisher.send(&raw::pingreq());
-    publisher.expect_kind(13, 30 * SECOND);
+    publisher.expect_kind(raw::PINGRESP, 30 * SECOND);
     let during = rss_kib(pid(&sb));
     drop(reader);
     drop(publisher);
@@ -149,13 +149,13 @@ fn a_million_topics_without_subscribers_keep_nothing() {
     };
     publisher.send(&batch(0));
     publisher.send(&raw::pingreq());
-    publisher.expect_kind(13, 30 * SECOND);
+    publisher.expect_kind(raw::PINGRESP, 30 * SECOND);
     let warm = rss_kib(pid(&sb));
     for round in 1..10 {
         publisher.send(&batch(round * 100_000));
     }
     publisher.send(&raw::pingreq());
-    publisher.expect_kind(13, 60 * SECOND);
+    publisher.expect_kind(raw::PINGRESP, 60 * SECOND);
     let after = rss_kib(pid(&sb));
     assert!(
         after < warm + 8 * 1024,
@@ -172,11 +172,11 @@ fn a_canary_stays_fast_while_new_topics_meet_fifty_thousand_filters() {
     for chunk in filters.chunks(500) {
         let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
         holder.send(&raw::subscribe_many(false, &chunk));
-        holder.expect_kind(9, 10 * SECOND);
+        holder.expect_kind(raw::SUBACK, 10 * SECOND);
     }
     let mut canary = RawClient::connected(sb.tcp_addr(), "canary-sub");
     canary.send(&raw::subscribe(false, "canary/ping"));
-    canary.expect_kind(9, 5 * SECOND);
+    canary.expect_kind(raw::SUBACK, 5 * SECOND);
     let mut pinger = RawClient::connected(sb.tcp_addr(), "canary-pub");
     let mut loader = RawClient::connected(sb.tcp_addr(), "new-topics");
 
@@ -191,7 +191,7 @@ fn a_canary_stays_fast_while_new_topics_meet_fifty_thousand_filters() {
         loader.send(&fresh);
         let sent = std::time::Instant::now();
         pinger.send(&raw::publish_with("canary/ping", b"p", 0, 0, false));
-        canary.expect_kind(3, 5 * SECOND);
+        canary.expect_kind(raw::PUBLISH, 5 * SECOND);
         latencies.push(sent.elapsed());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -218,7 +218,7 @@ fn a_subscriber_that_does_not_read_pays_alone() {
     );
     let mut stuck = RawClient::connected(sb.tcp_addr(), "never-reads");
     stuck.send(&raw::subscribe_many(false, &["slow/#"]));
-    stuck.expect_kind(9, 5 * SECOND);
+    stuck.expect_kind(raw::SUBACK, 5 * SECOND);
     // From here on `stuck` reads nothing: 8 MB for it fill every buffer on the way.
     let mut publisher = RawClient::connected(sb.tcp_addr(), "qos1-flood");
     let payload = vec![b'p'; 2048];
@@ -235,7 +235,7 @@ fn a_subscriber_that_does_not_read_pays_alone() {
     let started = std::time::Instant::now();
     publisher.send(&flood);
     for _ in 0..4000 {
-        publisher.expect_kind(4, 20 * SECOND);
+        publisher.expect_kind(raw::PUBACK, 20 * SECOND);
     }
     let acked_in = started.elapsed();
     assert_eq!(

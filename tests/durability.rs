@@ -119,7 +119,7 @@ async fn a_browser_resumes_exactly_the_500_messages_it_missed() {
     std::thread::spawn(move || {
         let mut client = raw::RawClient::connect(addr);
         client.send(&raw::connect_v4("feeder", true, 60));
-        client.expect_kind(2, 5 * SECOND);
+        client.expect_kind(raw::CONNACK, 5 * SECOND);
         let mut bytes = Vec::new();
         for n in 1..=500 {
             bytes.extend(raw::publish_with(
@@ -132,7 +132,7 @@ async fn a_browser_resumes_exactly_the_500_messages_it_missed() {
         }
         client.send(&bytes);
         for _ in 0..500 {
-            client.expect_kind(4, 10 * SECOND);
+            client.expect_kind(raw::PUBACK, 10 * SECOND);
         }
     })
     .join()
@@ -205,7 +205,9 @@ async fn history_across_a_restart(retain: bool) {
     let position = json!({"epoch": joined["epoch"], "offset": joined["offset"]});
     for n in 1..=20 {
         let payload = n.to_string();
-        let mut args = vec!["-t", "keep/h", "-m", &payload];
+        // QoS 1: each publisher waits until its message is routed, so the order is
+        // the order of the publishers (QoS 0 ones may overlap as they exit).
+        let mut args = vec!["-q", "1", "-t", "keep/h", "-m", &payload];
         if retain {
             args.push("-r");
         }
@@ -332,19 +334,29 @@ fn sse_streams_state_then_messages_and_resumes_with_last_event_id() {
 }
 
 #[test]
+fn sse_sends_its_headers_and_a_first_comment_at_once_on_a_room_without_state() {
+    let sb = Switchboard::start("");
+    let started = Instant::now();
+    let mut reader = open_sse(sb.ports.http, "nothing/here/%23", None);
+    let mut line = String::new();
+    while !line.starts_with(':') && started.elapsed() < 5 * SECOND {
+        line.clear();
+        let _ = reader.read_line(&mut line);
+    }
+    let took = started.elapsed();
+    assert!(line.starts_with(':'), "no comment line within {took:?}");
+    // EventSource.onopen fires on the headers; the keep-alive interval is 15 s.
+    assert!(took < SECOND, "headers and first comment after {took:?}");
+}
+
+#[test]
 fn a_data_dir_that_is_a_file_or_corrupt_stops_start_up_naming_the_path() {
     let dir = common::TempDir::new("baddata");
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
     let config = dir.path().join("c.toml");
     std::fs::write(&config, format!("[node]\ndata_dir = \"{}\"\n[mqtt]\ntcp = \"127.0.0.1:0\"\nws = \"\"\n[http]\nlisten = \"\"\n", file.display())).expect("write");
-    let out = std::process::Command::new(common::BIN)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::fails(&[&"--config", &config]);
     assert!(stderr.contains(&file.display().to_string()), "{stderr}");
 
     let mut sb = Switchboard::start("");
@@ -357,16 +369,10 @@ fn a_data_dir_that_is_a_file_or_corrupt_stops_start_up_naming_the_path() {
         b"segment_size: lots\nuse_compression: maybe\n",
     )
     .expect("corrupt");
-    let out = std::process::Command::new(common::BIN)
-        .arg("--config")
-        .arg(&sb.config_path)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::fails(&[&"--config", &sb.config_path]);
     assert!(
-        stderr.contains("data dir") && stderr.contains("data"),
-        "{stderr}"
+        stderr.contains("data dir") && stderr.contains(&data.display().to_string()),
+        "the error names the data dir's path: {stderr}"
     );
 }
 
@@ -375,7 +381,7 @@ fn a_data_dir_that_is_a_file_or_corrupt_stops_start_up_naming_the_path() {
 fn burst_of_retained(addr: std::net::SocketAddr, prefix: &str, count: usize) {
     let mut client = raw::RawClient::connect(addr);
     client.send(&raw::connect_v4(&format!("burst-{prefix}"), true, 60));
-    client.expect_kind(2, 5 * SECOND);
+    client.expect_kind(raw::CONNACK, 5 * SECOND);
     let mut bytes = Vec::new();
     for n in 0..count {
         bytes.extend(raw::publish_with(
@@ -388,7 +394,7 @@ fn burst_of_retained(addr: std::net::SocketAddr, prefix: &str, count: usize) {
     }
     client.send(&bytes);
     for _ in 0..count {
-        client.expect_kind(4, 20 * SECOND);
+        client.expect_kind(raw::PUBACK, 20 * SECOND);
     }
 }
 

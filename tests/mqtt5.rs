@@ -126,12 +126,12 @@ fn subscriptions_past_max_subscriptions_get_quota_exceeded() {
     let sb = Switchboard::start("max_subscriptions = 3");
     let mut v5 = RawClient::connect(sb.tcp_addr());
     v5.send(&raw::connect_v5("many-subs", 30, None));
-    v5.expect_kind(2, 5 * SECOND);
+    v5.expect_kind(raw::CONNACK, 5 * SECOND);
     v5.send(&raw::subscribe_many(
         true,
         &["q/1", "q/2", "q/3", "q/4", "q/1"],
     ));
-    let suback = v5.expect_kind(9, 5 * SECOND);
+    let suback = v5.expect_kind(raw::SUBACK, 5 * SECOND);
     assert_eq!(suback.body.last_chunk::<5>(), Some(&[1, 1, 1, 0x97, 1]));
 }
 
@@ -142,17 +142,17 @@ fn a_v5_clients_receive_maximum_bounds_what_it_has_unacknowledged() {
     properties.receive_maximum = Some(2);
     let mut client = RawClient::connect(sb.tcp_addr());
     client.send(&raw::connect_v5("small-window", 30, Some(properties)));
-    client.expect_kind(2, 5 * SECOND);
+    client.expect_kind(raw::CONNACK, 5 * SECOND);
     client.send(&raw::subscribe_many(true, &["window/#"]));
-    client.expect_kind(9, 5 * SECOND);
+    client.expect_kind(raw::SUBACK, 5 * SECOND);
     for n in 0..5 {
         publish(
             sb.ports.tcp,
             &["-t", "window/x", "-m", &format!("m{n}"), "-q", "1"],
         );
     }
-    let first = client.expect_kind(3, 5 * SECOND);
-    let second = client.expect_kind(3, 5 * SECOND);
+    let first = client.expect_kind(raw::PUBLISH, 5 * SECOND);
+    let second = client.expect_kind(raw::PUBLISH, 5 * SECOND);
     assert!(
         client.read_frame(Duration::from_millis(500)).is_none(),
         "a third PUBLISH before any PUBACK"
@@ -163,12 +163,12 @@ fn a_v5_clients_receive_maximum_bounds_what_it_has_unacknowledged() {
         u16::from_be_bytes([frame.body[2 + topic_len], frame.body[3 + topic_len]])
     };
     client.send(&raw::puback(pkid(&first)));
-    let third = client.expect_kind(3, 5 * SECOND);
+    let third = client.expect_kind(raw::PUBLISH, 5 * SECOND);
     assert!(client.read_frame(Duration::from_millis(500)).is_none());
     for frame in [&second, &third] {
         client.send(&raw::puback(pkid(frame)));
     }
     for _ in 0..2 {
-        client.expect_kind(3, 5 * SECOND);
+        client.expect_kind(raw::PUBLISH, 5 * SECOND);
     }
 }

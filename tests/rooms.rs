@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::browser::{missed_payloads, Browser, Ended};
 use common::raw::{self, RawClient};
-use common::{publish, rss_kib, signal, Sub, Switchboard};
+use common::{metric, publish, rss_kib, signal, Sub, Switchboard};
 use serde_json::{json, Value};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -90,7 +90,7 @@ async fn retained_state_on_join_then_live_messages_with_each_payload_encoding() 
 
     let mut raw = RawClient::connect(sb.tcp_addr());
     raw.send(&raw::connect_v4("binary-pub", true, 30));
-    raw.expect_kind(2, 5 * SECOND);
+    raw.expect_kind(raw::CONNACK, 5 * SECOND);
     raw.send(&raw::publish(false, "sensors/d/temp", &[0xff, 0x00, 0x10]));
     let binary = browser.push(5 * SECOND).await.expect("binary message");
     assert_eq!(
@@ -435,7 +435,7 @@ async fn stalled_browser_is_conflated_then_closed_while_others_get_everything() 
     let publisher = std::thread::spawn(move || {
         let mut client = RawClient::connect(addr);
         client.send(&raw::connect_v4("flooder", true, 60));
-        client.expect_kind(2, 5 * SECOND);
+        client.expect_kind(raw::CONNACK, 5 * SECOND);
         let payload = vec![b'p'; 1024];
         for burst in 0..(MESSAGES / 100) {
             let mut bytes = Vec::new();
@@ -482,17 +482,6 @@ async fn stalled_browser_is_conflated_then_closed_while_others_get_everything() 
         rss_after < 256 * 1024,
         "RSS {rss_before} KiB → {rss_after} KiB"
     );
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .last()
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -97,18 +97,18 @@ fn invalid_filters_get_failure_codes_and_sys_is_readable() {
         false,
         &["a/#/b", "#/#", "a+", "$SYS/#", "ok/+"],
     ));
-    let suback = v4.expect_kind(9, 5 * SECOND);
+    let suback = v4.expect_kind(raw::SUBACK, 5 * SECOND);
     assert_eq!(&suback.body[2..], &[0x80, 0x80, 0x80, 1, 1]);
     // $SYS/broker is published at start and every sys_interval.
-    let sys = v4.expect_kind(3, 5 * SECOND);
+    let sys = v4.expect_kind(raw::PUBLISH, 5 * SECOND);
     let (topic, _) = raw::publish_parts(&sys, false);
     assert!(topic.starts_with("$SYS/broker/"), "{topic}");
 
     let mut v5 = RawClient::connect(sb.tcp_addr());
     v5.send(&raw::connect_v5("filters-v5", 30, None));
-    v5.expect_kind(2, 5 * SECOND);
+    v5.expect_kind(raw::CONNACK, 5 * SECOND);
     v5.send(&raw::subscribe_many(true, &["a/#/b", "#/#", "a+", "ok/#"]));
-    let suback = v5.expect_kind(9, 5 * SECOND);
+    let suback = v5.expect_kind(raw::SUBACK, 5 * SECOND);
     assert_eq!(suback.body.last_chunk::<4>(), Some(&[0x8F, 0x8F, 0x8F, 1]));
     // A client may not publish into $SYS: v5 QoS 1 gets "not authorized".
     v5.send(&raw::publish_v5_with(
@@ -118,7 +118,7 @@ fn invalid_filters_get_failure_codes_and_sys_is_readable() {
         3,
         false,
     ));
-    let puback = v5.expect_kind(4, 5 * SECOND);
+    let puback = v5.expect_kind(raw::PUBACK, 5 * SECOND);
     assert_eq!(puback.body.get(2), Some(&0x87), "{:?}", puback.body);
 }
 
@@ -132,12 +132,12 @@ fn invalid_will_topics_are_refused_and_later_wills_still_work() {
             topic.as_bytes(),
             b"x",
         ));
-        let connack = client.expect_kind(2, 5 * SECOND);
+        let connack = client.expect_kind(raw::CONNACK, 5 * SECOND);
         assert_eq!(raw::connack_code(&connack), 0x90, "{topic}");
     }
     let mut client = RawClient::connect(sb.tcp_addr());
     client.send(&raw::connect_v5_with_will("utf8-will", b"w/\xff\xfe", b"x"));
-    let connack = client.expect_kind(2, 5 * SECOND);
+    let connack = client.expect_kind(raw::CONNACK, 5 * SECOND);
     assert_eq!(
         raw::connack_code(&connack),
         0x81,
@@ -151,7 +151,10 @@ fn invalid_will_topics_are_refused_and_later_wills_still_work() {
     );
     let mut dying = RawClient::connect(sb.tcp_addr());
     dying.send(&raw::connect_v5_with_will("ok-will", b"wills/ok", b"gone"));
-    assert_eq!(raw::connack_code(&dying.expect_kind(2, 5 * SECOND)), 0);
+    assert_eq!(
+        raw::connack_code(&dying.expect_kind(raw::CONNACK, 5 * SECOND)),
+        0
+    );
     drop(dying);
     assert_eq!(watcher.lines(), vec!["wills/ok gone".to_string()]);
 }
@@ -161,7 +164,7 @@ fn qos2_publisher_without_pubrel_is_stopped_at_receive_maximum() {
     let sb = Switchboard::start("receive_maximum = 10");
     let mut client = RawClient::connect(sb.tcp_addr());
     client.send(&raw::connect_v5("no-pubrel", 30, None));
-    let connack = client.expect_kind(2, 5 * SECOND);
+    let connack = client.expect_kind(raw::CONNACK, 5 * SECOND);
     assert_eq!(raw::connack_property(&connack, 0x21), Some(vec![0, 10]));
     let mut burst = Vec::new();
     for pkid in 1..=11u16 {
@@ -169,9 +172,9 @@ fn qos2_publisher_without_pubrel_is_stopped_at_receive_maximum() {
     }
     client.send(&burst);
     for _ in 0..10 {
-        client.expect_kind(5, 5 * SECOND);
+        client.expect_kind(raw::PUBREC, 5 * SECOND);
     }
-    let disconnect = client.expect_kind(14, 5 * SECOND);
+    let disconnect = client.expect_kind(raw::DISCONNECT, 5 * SECOND);
     assert_eq!(disconnect.body.first(), Some(&0x93));
     assert!(client.closed_within(2 * SECOND));
 }
@@ -186,18 +189,18 @@ fn pubrel_releases_the_packet_it_names_and_duplicates_are_not_routed_twice() {
     let mut client = RawClient::connected(sb.tcp_addr(), "pubrel-order");
     client.send(&raw::publish_with("q2/a", b"first", 2, 5, false));
     client.send(&raw::publish_with("q2/b", b"second", 2, 6, false));
-    client.expect_kind(5, 5 * SECOND);
-    client.expect_kind(5, 5 * SECOND);
+    client.expect_kind(raw::PUBREC, 5 * SECOND);
+    client.expect_kind(raw::PUBREC, 5 * SECOND);
     client.send(&raw::pubrel(6));
-    let comp = client.expect_kind(7, 5 * SECOND);
+    let comp = client.expect_kind(raw::PUBCOMP, 5 * SECOND);
     assert_eq!(comp.body[..2], 6u16.to_be_bytes());
     // A retransmission of 5 (still unreleased) is acknowledged, not delivered again.
     let mut dup = raw::publish_with("q2/a", b"first", 2, 5, false);
     dup[0] |= 0x08;
     client.send(&dup);
-    client.expect_kind(5, 5 * SECOND);
+    client.expect_kind(raw::PUBREC, 5 * SECOND);
     client.send(&raw::pubrel(5));
-    let comp = client.expect_kind(7, 5 * SECOND);
+    let comp = client.expect_kind(raw::PUBCOMP, 5 * SECOND);
     assert_eq!(comp.body[..2], 5u16.to_be_bytes());
     assert_eq!(sub.lines(), vec!["first".to_string(), "second".to_string()]);
 }
@@ -253,7 +256,7 @@ fn retained_messages_come_even_behind_hundreds_of_filters_with_none() {
     filters.push("late/#".into());
     let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
     client.send(&raw::subscribe_many(false, &filters));
-    client.expect_kind(9, 5 * SECOND);
-    let retained = client.expect_kind(3, 5 * SECOND);
+    client.expect_kind(raw::SUBACK, 5 * SECOND);
+    let retained = client.expect_kind(raw::PUBLISH, 5 * SECOND);
     assert_eq!(raw::publish_parts(&retained, false).1, b"here");
 }

@@ -1,11 +1,12 @@
 //! The message log behind `since` and `rewind`: one append-only sequence for every
 //! room, filtered on read, so a wildcard room resumes as cheaply as an exact one.
-//! Bounded by count and age; the epoch names this log's lifetime.
+//! Bounded by count, bytes and age; the epoch names this log's lifetime.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::joined::NotRecovered;
 use crate::message::Message;
 use crate::topic::matches;
 
@@ -21,7 +22,7 @@ pub enum Resume {
     /// Every message after the position, in order.
     Complete(Vec<Arc<Message>>),
     /// The gap is not covered (too old, too long, or not kept).
-    Incomplete,
+    Incomplete(NotRecovered),
 }
 
 pub struct MemoryHistory {
@@ -31,17 +32,27 @@ pub struct MemoryHistory {
     /// Offset the next message gets.
     next_offset: u64,
     max_messages: usize,
+    max_bytes: usize,
+    /// Payload bytes of the entries.
+    bytes: usize,
     max_age: Duration,
     filters: Vec<String>,
 }
 
 impl MemoryHistory {
-    pub fn new(max_messages: usize, max_age: Duration, filters: Vec<String>) -> MemoryHistory {
+    pub fn new(
+        max_messages: usize,
+        max_bytes: usize,
+        max_age: Duration,
+        filters: Vec<String>,
+    ) -> MemoryHistory {
         MemoryHistory {
             entries: VecDeque::new(),
             first_offset: 1,
             next_offset: 1,
             max_messages,
+            max_bytes,
+            bytes: 0,
             max_age,
             filters,
         }
@@ -52,6 +63,7 @@ impl MemoryHistory {
     pub fn restore(&mut self, saved: &crate::store::SavedHistory, now_ms: u64) {
         let max_age_ms = self.max_age.as_millis() as u64;
         self.entries.clear();
+        self.bytes = 0;
         self.next_offset = saved.next_offset.max(1);
         let mut records: Vec<&crate::store::HistoryRecord> = saved
             .records
@@ -83,11 +95,13 @@ impl MemoryHistory {
                 false,
                 std::time::Instant::now(),
             );
+            self.bytes += message.payload.len();
             self.entries.push_back(Entry {
                 message: Arc::new(message),
                 kept: record.kept,
             });
         }
+        self.evict(now_ms);
     }
 
     /// The log as records, for saving at shutdown.
@@ -122,16 +136,26 @@ impl MemoryHistory {
     pub fn append(&mut self, message: Arc<Message>) {
         let kept = self.filters.iter().any(|f| matches(f, &message.topic));
         let now = message.ts_ms;
+        self.bytes += message.payload.len();
         self.entries.push_back(Entry { message, kept });
         self.next_offset += 1;
+        self.evict(now);
+    }
+
+    /// Drops the oldest entries past the count, byte or age bound.
+    fn evict(&mut self, now_ms: u64) {
         let max_age_ms = self.max_age.as_millis() as u64;
         while self.entries.len() > self.max_messages
+            || self.bytes > self.max_bytes
             || self
                 .entries
                 .front()
-                .is_some_and(|e| now.saturating_sub(e.message.ts_ms) > max_age_ms)
+                .is_some_and(|e| now_ms.saturating_sub(e.message.ts_ms) > max_age_ms)
         {
-            self.entries.pop_front();
+            let Some(gone) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= gone.message.payload.len();
             self.first_offset += 1;
         }
     }
@@ -139,7 +163,7 @@ impl MemoryHistory {
     /// Messages after `offset` matching any of `filters`, at most `limit`.
     pub fn since(&self, offset: u64, filters: &[String], limit: usize) -> Resume {
         if offset > self.head() || offset + 1 < self.first_offset {
-            return Resume::Incomplete;
+            return Resume::Incomplete(NotRecovered::Gap);
         }
         let start = (offset + 1 - self.first_offset) as usize;
         let mut found = Vec::new();
@@ -147,8 +171,11 @@ impl MemoryHistory {
             if !filters.iter().any(|f| matches(f, &entry.message.topic)) {
                 continue;
             }
-            if !entry.kept || found.len() == limit {
-                return Resume::Incomplete;
+            if !entry.kept {
+                return Resume::Incomplete(NotRecovered::Gap);
+            }
+            if found.len() == limit {
+                return Resume::Incomplete(NotRecovered::TooMany);
             }
             found.push(entry.message.clone());
         }
@@ -191,13 +218,14 @@ mod tests {
     fn offsets(resume: Resume) -> Option<Vec<u64>> {
         match resume {
             Resume::Complete(messages) => Some(messages.iter().map(|m| m.offset).collect()),
-            Resume::Incomplete => None,
+            Resume::Incomplete(_) => None,
         }
     }
 
     #[test]
     fn resumes_within_the_window_and_refuses_beyond_it() {
-        let mut history = MemoryHistory::new(5, Duration::from_secs(60), vec!["#".into()]);
+        let mut history =
+            MemoryHistory::new(5, usize::MAX, Duration::from_secs(60), vec!["#".into()]);
         for i in 0..8 {
             push(&mut history, if i % 2 == 0 { "a/x" } else { "b/y" }, 1000);
         }
@@ -222,7 +250,12 @@ mod tests {
 
     #[test]
     fn messages_outside_history_topics_make_a_resume_incomplete() {
-        let mut history = MemoryHistory::new(100, Duration::from_secs(60), vec!["kept/#".into()]);
+        let mut history = MemoryHistory::new(
+            100,
+            usize::MAX,
+            Duration::from_secs(60),
+            vec!["kept/#".into()],
+        );
         push(&mut history, "kept/a", 1);
         push(&mut history, "other/b", 1);
         assert_eq!(
@@ -234,7 +267,8 @@ mod tests {
 
     #[test]
     fn a_restored_log_continues_its_offsets_and_resumes() {
-        let mut history = MemoryHistory::new(100, Duration::from_secs(60), vec!["#".into()]);
+        let mut history =
+            MemoryHistory::new(100, usize::MAX, Duration::from_secs(60), vec!["#".into()]);
         for _ in 0..5 {
             push(&mut history, "a", 1_000);
         }
@@ -243,7 +277,8 @@ mod tests {
             next_offset: history.next_offset(),
             records: history.snapshot(),
         };
-        let mut restored = MemoryHistory::new(100, Duration::from_secs(60), vec!["#".into()]);
+        let mut restored =
+            MemoryHistory::new(100, usize::MAX, Duration::from_secs(60), vec!["#".into()]);
         restored.restore(&saved, 2_000);
         assert_eq!(restored.next_offset(), 6);
         assert_eq!(
@@ -253,7 +288,8 @@ mod tests {
 
         let mut gappy = saved.clone();
         gappy.records.retain(|r| r.offset != 2);
-        let mut restored = MemoryHistory::new(100, Duration::from_secs(60), vec!["#".into()]);
+        let mut restored =
+            MemoryHistory::new(100, usize::MAX, Duration::from_secs(60), vec!["#".into()]);
         restored.restore(&gappy, 2_000);
         assert_eq!(
             offsets(restored.since(1, &["#".to_string()], 100)),
@@ -267,8 +303,23 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_messages_leave_past_the_byte_bound() {
+        let mut history = MemoryHistory::new(100, 3, Duration::from_secs(60), vec!["#".into()]);
+        for _ in 0..5 {
+            push(&mut history, "a", 1_000);
+        }
+        assert_eq!(history.bytes, 3, "each payload is one byte");
+        assert_eq!(offsets(history.since(1, &["#".to_string()], 100)), None);
+        assert_eq!(
+            offsets(history.since(2, &["#".to_string()], 100)),
+            Some(vec![3, 4, 5])
+        );
+    }
+
+    #[test]
     fn old_messages_expire() {
-        let mut history = MemoryHistory::new(100, Duration::from_secs(1), vec!["#".into()]);
+        let mut history =
+            MemoryHistory::new(100, usize::MAX, Duration::from_secs(1), vec!["#".into()]);
         push(&mut history, "a", 1_000);
         push(&mut history, "a", 5_000);
         assert_eq!(offsets(history.since(0, &["#".to_string()], 100)), None);

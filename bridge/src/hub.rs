@@ -1,7 +1,8 @@
 //! The hub: rooms and their members, the room index, history and retained state.
 //! Joining and dispatching share one lock so that a message accepted while a join
 //! is answered is either in `missed` or pushed after `joined` — never both, never
-//! neither.
+//! neither. What a join replies is gathered there as shared references; encoding it
+//! happens later, in the joining connection's task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,14 +12,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrics::{counter, gauge};
 use parking_lot::{Mutex, RwLock};
-use serde_json::{json, Value};
-use switchboard_broker::{DeviceInfo, EventFeed, OfflineReason};
+use switchboard_broker::EventFeed;
 use switchboard_config::Config;
 
+use crate::frames::{encode, ErrorCode, MemberEvent, MemberInfo, RequestId};
 use crate::history::{MemoryHistory, Resume};
+use crate::joined::{fit, Joined, Missed, NotRecovered, State};
 use crate::message::Message;
 use crate::outbound::OutboundQueue;
-use crate::protocol::{reply, ErrorCode};
 use crate::retained::RetainedView;
 use crate::room_index::RoomIndex;
 use crate::rooms::{RoomKind, RoomSpec};
@@ -29,29 +30,19 @@ pub type ConnId = u64;
 /// One browser connection as rooms see it.
 pub struct Member {
     pub queue: Arc<OutboundQueue>,
-    pub session: Arc<str>,
-    pub user: Option<Arc<str>>,
+    pub info: MemberInfo,
 }
 
-impl Member {
-    fn describe(&self) -> Value {
-        match &self.user {
-            Some(user) => json!({"session": &*self.session, "user": &**user}),
-            None => json!({"session": &*self.session}),
-        }
-    }
-}
-
-struct Room {
-    spec: Arc<RoomSpec>,
-    members: HashMap<ConnId, Arc<Member>>,
+pub(crate) struct Room {
+    pub spec: Arc<RoomSpec>,
+    pub members: HashMap<ConnId, Arc<Member>>,
 }
 
 #[derive(Default)]
-struct Rooms {
+pub(crate) struct Rooms {
     index: RoomIndex,
     topic_rooms: HashMap<Arc<str>, Room>,
-    device_rooms: HashMap<Arc<str>, Room>,
+    pub device_rooms: HashMap<Arc<str>, Room>,
 }
 
 impl Rooms {
@@ -60,6 +51,12 @@ impl Rooms {
             RoomKind::Devices => &mut self.device_rooms,
             _ => &mut self.topic_rooms,
         }
+    }
+
+    fn get(&self, room: &str) -> Option<&Room> {
+        self.topic_rooms
+            .get(room)
+            .or_else(|| self.device_rooms.get(room))
     }
 
     fn count(&self) -> usize {
@@ -79,11 +76,11 @@ pub enum StartAt {
 
 pub struct Hub {
     config: Arc<Config>,
-    rooms: RwLock<Rooms>,
+    pub(crate) rooms: RwLock<Rooms>,
     history: Mutex<MemoryHistory>,
     pub retained: Arc<RetainedView>,
     epoch: Arc<str>,
-    devices: EventFeed,
+    pub(crate) devices: EventFeed,
     next_conn: AtomicU64,
 }
 
@@ -98,6 +95,7 @@ impl Hub {
     ) -> Hub {
         let mut history = MemoryHistory::new(
             config.history.max_messages,
+            config.history.max_bytes.as_usize(),
             Duration::from_secs(config.history.max_age_secs),
             config.history.topics.clone(),
         );
@@ -149,7 +147,7 @@ impl Hub {
         member: &Arc<Member>,
         spec: RoomSpec,
         start: StartAt,
-        id: Option<&Value>,
+        id: RequestId,
     ) -> Result<Arc<RoomSpec>, (ErrorCode, String)> {
         let mut rooms = self.rooms.write();
         let name = spec.name.clone();
@@ -159,10 +157,8 @@ impl Hub {
             .get(&name)
             .is_some_and(|room| room.members.contains_key(&conn))
         {
-            return Err((
-                ErrorCode::AlreadyJoined,
-                format!("already in room {name:?}"),
-            ));
+            let message = format!("already in room {name:?}");
+            return Err((ErrorCode::AlreadyJoined, message));
         }
         let created = !table.contains_key(&name);
         let room = table.entry(name.clone()).or_insert_with(|| Room {
@@ -171,31 +167,35 @@ impl Hub {
         });
         room.members.insert(conn, member.clone());
         let spec = room.spec.clone();
-        let others: Vec<Arc<Member>> = room
-            .members
-            .iter()
-            .filter(|(c, _)| **c != conn)
-            .map(|(_, m)| m.clone())
-            .collect();
+        let others: Vec<Arc<Member>> = match spec.presence {
+            true => room
+                .members
+                .iter()
+                .filter(|(c, _)| **c != conn)
+                .map(|(_, m)| m.clone())
+                .collect(),
+            false => Vec::new(),
+        };
         if created {
             if kind != RoomKind::Devices {
                 for filter in &spec.filters {
                     rooms.index.insert(filter, &name);
                 }
             }
-            gauge!("switchboard_bridge_rooms").set(rooms.count() as f64);
-            gauge!("switchboard_bridge_room_filters").set(rooms.index.len() as f64);
+            self.room_gauges(&rooms);
         }
 
         let joined = match kind {
             RoomKind::Devices => self.devices_joined(&spec, id),
             _ => self.topic_joined(&spec, start, id),
         };
-        member.queue.push_frame(to_bytes(&joined));
+        member.queue.push_joined(joined);
         if spec.presence {
-            let event = to_bytes(
-                &json!({"type": "member", "room": &*name, "event": "join", "member": member.describe()}),
-            );
+            let event = encode(&MemberEvent {
+                room: &name,
+                event: "join",
+                member: &member.info,
+            });
             for other in others {
                 other.queue.push_frame(event.clone());
             }
@@ -203,70 +203,77 @@ impl Hub {
         Ok(spec)
     }
 
-    fn topic_joined(&self, spec: &RoomSpec, start: StartAt, id: Option<&Value>) -> Value {
+    fn room_gauges(&self, rooms: &Rooms) {
+        gauge!("switchboard_bridge_rooms").set(rooms.count() as f64);
+        gauge!("switchboard_bridge_room_filters").set(rooms.index.len() as f64);
+    }
+
+    fn topic_joined(&self, spec: &RoomSpec, start: StartAt, id: RequestId) -> Joined {
+        let budget = self.config.bridge.max_reply_bytes.as_usize();
+        let room = &spec.name;
+        let size = |m: &Arc<Message>| m.frame_size_estimate(room);
         let history = self.history.lock();
-        let head = history.head();
-        let (state, truncated) = self
-            .retained
-            .matching(&spec.filters, self.config.bridge.max_state_topics);
-        let state: Vec<Value> = state.iter().map(|v| v.state_item()).collect();
-        let mut map = serde_json::Map::new();
-        map.insert("room".into(), (*spec.name).into());
-        map.insert("epoch".into(), (*self.epoch).into());
-        map.insert("offset".into(), head.to_string().into());
-        map.insert("state".into(), state.into());
-        if truncated {
-            map.insert("state_truncated".into(), true.into());
-        }
-        match start {
-            StartAt::Now => {}
+        let offset = history.head();
+        let (missed, used) = match start {
+            StartAt::Now => (Missed::None, 0),
             StartAt::Rewind(count) => {
                 let count = count.min(spec.history_limit);
-                let missed: Vec<Value> = history
-                    .rewind(count, &spec.filters)
-                    .iter()
-                    .map(|m| m.to_value(&spec.name))
-                    .collect();
-                map.insert("missed".into(), missed.into());
+                let mut messages = history.rewind(count, &spec.filters);
+                // The newest ones are kept when not all fit.
+                messages.reverse();
+                let (used, truncated) = fit(&mut messages, budget, size);
+                messages.reverse();
+                (
+                    Missed::Rewind {
+                        messages,
+                        truncated,
+                    },
+                    used,
+                )
             }
             StartAt::Since { epoch, offset } => {
                 let resume = match offset {
                     Some(offset) if epoch == *self.epoch => {
                         history.since(offset, &spec.filters, spec.history_limit)
                     }
-                    _ => Resume::Incomplete,
+                    _ => Resume::Incomplete(NotRecovered::Epoch),
                 };
                 match resume {
-                    Resume::Complete(messages) => {
-                        let missed: Vec<Value> =
-                            messages.iter().map(|m| m.to_value(&spec.name)).collect();
-                        map.insert("recovered".into(), true.into());
-                        map.insert("missed".into(), missed.into());
-                    }
-                    Resume::Incomplete => {
-                        map.insert("recovered".into(), false.into());
-                        map.insert("missed".into(), Value::Array(Vec::new()));
-                    }
+                    Resume::Complete(mut messages) => match fit(&mut messages, budget, size) {
+                        (used, false) => (Missed::Recovered(messages), used),
+                        (_, true) => (Missed::NotRecovered(NotRecovered::TooLarge), 0),
+                    },
+                    Resume::Incomplete(why) => (Missed::NotRecovered(why), 0),
                 }
             }
+        };
+        drop(history);
+        let (mut state, mut state_truncated) = self
+            .retained
+            .matching(&spec.filters, self.config.bridge.max_state_topics);
+        let (state_bytes, cut) = fit(&mut state, budget.saturating_sub(used), |v| {
+            v.size_estimate()
+        });
+        state_truncated |= cut;
+        Joined {
+            id,
+            room: spec.name.clone(),
+            epoch: self.epoch.clone(),
+            offset,
+            state: State::Retained(state),
+            state_truncated,
+            missed,
+            size: used + state_bytes + 200,
         }
-        reply("joined", id, Value::Object(map))
     }
 
-    fn devices_joined(&self, spec: &RoomSpec, id: Option<&Value>) -> Value {
-        let mut online: Vec<DeviceInfo> = self
-            .devices
-            .online_devices()
-            .into_iter()
-            .filter(|d| spec.matches_client(&d.client_id))
-            .collect();
-        online.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-        let state: Vec<Value> = online.iter().map(device_state).collect();
-        reply(
-            "joined",
-            id,
-            json!({"room": &*spec.name, "epoch": &*self.epoch, "offset": self.history.lock().head().to_string(), "state": state}),
-        )
+    /// The newest offset handed out, for `joined` replies.
+    pub(crate) fn head(&self) -> u64 {
+        self.history.lock().head()
+    }
+
+    pub(crate) fn epoch_arc(&self) -> Arc<str> {
+        self.epoch.clone()
     }
 
     /// Removes `conn` from `room`; false if it was not a member.
@@ -281,7 +288,10 @@ impl Hub {
                 continue;
             };
             let spec = entry.spec.clone();
-            let others: Vec<Arc<Member>> = entry.members.values().cloned().collect();
+            let others: Vec<Arc<Member>> = match spec.presence {
+                true => entry.members.values().cloned().collect(),
+                false => Vec::new(),
+            };
             if entry.members.is_empty() {
                 table.remove(room);
                 if kind != RoomKind::Devices {
@@ -289,13 +299,14 @@ impl Hub {
                         rooms.index.remove(filter, room);
                     }
                 }
-                gauge!("switchboard_bridge_rooms").set(rooms.count() as f64);
-                gauge!("switchboard_bridge_room_filters").set(rooms.index.len() as f64);
+                self.room_gauges(&rooms);
             }
             if spec.presence {
-                let event = to_bytes(
-                    &json!({"type": "member", "room": room, "event": "leave", "member": member.describe()}),
-                );
+                let event = encode(&MemberEvent {
+                    room,
+                    event: "leave",
+                    member: &member.info,
+                });
                 for other in others {
                     other.queue.push_frame(event.clone());
                 }
@@ -305,23 +316,26 @@ impl Hub {
         false
     }
 
-    /// The members of `room`, or `None` if nobody is in it.
-    pub fn members(&self, room: &str) -> Option<Vec<Value>> {
-        let rooms = self.rooms.read();
-        let entry = rooms
-            .topic_rooms
-            .get(room)
-            .or_else(|| rooms.device_rooms.get(room))?;
-        let mut members: Vec<Value> = entry.members.values().map(|m| m.describe()).collect();
-        members.sort_by(|a, b| a["session"].as_str().cmp(&b["session"].as_str()));
-        Some(members)
+    /// The members of `room` sorted by session, as many as fit in a reply (the flag
+    /// says some were left out), or `None` if nobody is in it.
+    pub fn members(&self, room: &str) -> Option<(Vec<MemberInfo>, bool)> {
+        let mut members: Vec<MemberInfo> = {
+            let rooms = self.rooms.read();
+            let entry = rooms.get(room)?;
+            entry.members.values().map(|m| m.info.clone()).collect()
+        };
+        members.sort();
+        let budget = self.config.bridge.max_reply_bytes.as_usize();
+        let (_, truncated) = fit(&mut members, budget, |m| {
+            m.session.len() + m.user.as_ref().map_or(0, |u| u.len()) + 32
+        });
+        Some((members, truncated))
     }
 
     /// A message from the core: give it an offset, log it, push it to every room it
     /// matches (serialised once per room).
     pub fn dispatch(&self, topic: &str, payload: Bytes, retain: bool) {
         let mut matched_rooms = Vec::new();
-        let scratch = &mut matched_rooms;
         let arrived = Instant::now();
         let rooms = self.rooms.read();
         let message = {
@@ -338,8 +352,8 @@ impl Hub {
             message
         };
         counter!("switchboard_bridge_messages_in_total").increment(1);
-        rooms.index.rooms_for(topic, scratch);
-        for name in scratch.iter() {
+        rooms.index.rooms_for(topic, &mut matched_rooms);
+        for name in &matched_rooms {
             let Some(room) = rooms.topic_rooms.get(name) else {
                 continue;
             };
@@ -349,46 +363,4 @@ impl Hub {
             }
         }
     }
-
-    /// A device came online or went offline: push to matching `$devices` rooms.
-    pub fn device_online(&self, info: &DeviceInfo) {
-        self.push_device(&info.client_id, |room| {
-            let mut frame = device_state(info);
-            if let Some(map) = frame.as_object_mut() {
-                map.insert("type".into(), "device".into());
-                map.insert("room".into(), room.into());
-            }
-            frame
-        });
-    }
-
-    pub fn device_offline(&self, client_id: &str, reason: OfflineReason) {
-        self.push_device(client_id, |room| {
-            json!({"type": "device", "room": room, "client_id": client_id, "online": false, "reason": reason.label()})
-        });
-    }
-
-    fn push_device(&self, client_id: &str, frame: impl Fn(&str) -> Value) {
-        let rooms = self.rooms.read();
-        for (name, room) in &rooms.device_rooms {
-            if room.spec.matches_client(client_id) {
-                let bytes = to_bytes(&frame(name));
-                for member in room.members.values() {
-                    member.queue.push_frame(bytes.clone());
-                }
-            }
-        }
-    }
-}
-
-fn device_state(info: &DeviceInfo) -> Value {
-    let mut item = json!({"client_id": &*info.client_id, "online": true, "since": info.since_ms});
-    if let (Some(user), Some(map)) = (&info.username, item.as_object_mut()) {
-        map.insert("username".into(), user.clone().into());
-    }
-    item
-}
-
-pub fn to_bytes(value: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }

@@ -5,21 +5,30 @@
 //! routing core and follows the edge's event feed; [`HttpServer::bind`] then
 //! [`HttpServer::serve`] expose it.
 
+mod accept;
+mod admin;
+mod devices;
+mod frames;
 mod history;
 mod http;
 mod hub;
+mod joined;
 mod message;
 mod outbound;
-mod protocol;
+mod request;
 mod retained;
 mod room_index;
 mod rooms;
+mod session;
+mod socket;
 mod sockets;
 mod sse;
+mod state;
 pub mod store;
 mod subscriber;
 pub mod topic;
-mod ws;
+mod upgrade;
+pub mod vitals;
 
 use std::sync::Arc;
 
@@ -28,8 +37,9 @@ use switchboard_broker::{EventFeed, Supervisor};
 use switchboard_config::Config;
 use tokio::sync::{watch, Semaphore};
 
-pub use http::{HttpServer, HttpState};
-pub use protocol::JSON_SUBPROTOCOL;
+pub use frames::JSON_SUBPROTOCOL;
+pub use http::HttpServer;
+pub use state::HttpState;
 
 use hub::Hub;
 use retained::RetainedView;

@@ -90,8 +90,13 @@ impl Message {
 
     /// The `message` frame for `room`.
     pub fn frame(&self, room: &str, conflated: bool) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.frame_ref(room, conflated)).unwrap_or_default())
+    }
+
+    /// The same frame, to serialise inside another (`missed` lists).
+    pub fn frame_ref<'a>(&'a self, room: &'a str, conflated: bool) -> MessageFrame<'a> {
         let (payload, encoding) = self.encoded().parts();
-        let frame = MessageFrame {
+        MessageFrame {
             kind: "message",
             room,
             topic: &self.topic,
@@ -101,18 +106,23 @@ impl Message {
             ts: self.ts_ms,
             retain: self.retain,
             conflated,
-        };
-        Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
+        }
     }
 
-    /// The same message as a JSON value (for `missed` lists and SSE).
-    pub fn to_value(&self, room: &str) -> serde_json::Value {
-        serde_json::from_slice(&self.frame(room, false)).unwrap_or(serde_json::Value::Null)
+    /// About how many bytes its frame takes (payloads may grow by base64's third).
+    pub fn frame_size_estimate(&self, room: &str) -> usize {
+        size_estimate(self.payload.len(), self.topic.len() + room.len())
     }
 }
 
+/// About how many bytes a frame carrying `payload` bytes and `names` bytes of topic
+/// and room takes: base64 grows a payload by a third, the fields add ~100 bytes.
+pub fn size_estimate(payload: usize, names: usize) -> usize {
+    payload + payload / 3 + names + 100
+}
+
 #[derive(Serialize)]
-struct MessageFrame<'a> {
+pub struct MessageFrame<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     room: &'a str,
@@ -136,18 +146,43 @@ pub struct RetainedValue {
 }
 
 impl RetainedValue {
-    pub fn state_item(&self) -> serde_json::Value {
-        let encoded = EncodedPayload::of(&self.payload);
-        let (payload, encoding) = encoded.parts();
-        let mut item = serde_json::json!({
-            "topic": &*self.topic,
-            "payload": payload,
-            "ts": self.ts_ms,
-        });
-        if let (Some(encoding), Some(map)) = (encoding, item.as_object_mut()) {
-            map.insert("encoding".into(), encoding.into());
+    /// Its `joined.state` item; `room` is added for SSE `state` events.
+    pub fn item<'a>(&'a self, room: Option<&'a str>) -> StateItem<'a> {
+        StateItem { value: self, room }
+    }
+
+    pub fn size_estimate(&self) -> usize {
+        size_estimate(self.payload.len(), self.topic.len())
+    }
+}
+
+pub struct StateItem<'a> {
+    value: &'a RetainedValue,
+    room: Option<&'a str>,
+}
+
+impl Serialize for StateItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Item<'a> {
+            topic: &'a str,
+            payload: PayloadRef<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            encoding: Option<&'static str>,
+            ts: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            room: Option<&'a str>,
         }
-        item
+        let encoded = EncodedPayload::of(&self.value.payload);
+        let (payload, encoding) = encoded.parts();
+        Item {
+            topic: &self.value.topic,
+            payload,
+            encoding,
+            ts: self.value.ts_ms,
+            room: self.room,
+        }
+        .serialize(serializer)
     }
 }
 

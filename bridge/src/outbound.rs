@@ -12,13 +12,17 @@ use metrics::counter;
 use parking_lot::Mutex;
 use std::task::{Context, Poll};
 
+use crate::joined::Joined;
 use crate::message::Message;
 
 /// Close codes the bridge uses (RFC 6455 and the protocol's 4xxx range).
 pub mod close_code {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
 }
@@ -47,6 +51,8 @@ impl QueueLimits {
 pub enum Outgoing {
     /// A reply or a push that is never conflated.
     Frame(Bytes),
+    /// A `joined` reply, encoded by the writer (outside the hub's lock).
+    Joined(Box<Joined>),
     /// A room message; `frame` is shared by every member of the room.
     Message {
         frame: Bytes,
@@ -61,6 +67,7 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Outgoing::Frame(frame) | Outgoing::Message { frame, .. } => frame.len(),
+            Outgoing::Joined(joined) => joined.size,
             Outgoing::Ping => 0,
         }
     }
@@ -113,6 +120,11 @@ impl OutboundQueue {
     /// Queues a reply or push frame (never conflated).
     pub fn push_frame(&self, frame: Bytes) {
         self.push(Outgoing::Frame(frame), None);
+    }
+
+    /// Queues a `joined` reply; its estimated size counts against `max_queue_bytes`.
+    pub fn push_joined(&self, joined: Joined) {
+        self.push(Outgoing::Joined(Box::new(joined)), None);
     }
 
     pub fn push_ping(&self) {
@@ -203,7 +215,7 @@ impl OutboundQueue {
             // (the client learns why); room messages do not: it resumes with `since`.
             state
                 .entries
-                .retain(|slot| matches!(slot, Some(Outgoing::Frame(_))));
+                .retain(|slot| matches!(slot, Some(Outgoing::Frame(_) | Outgoing::Joined(_))));
             state.latest.clear();
             state.queued_messages = 0;
             state.queued_entries = state.entries.len();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use switchboard_config::Config;
 
-use crate::protocol::ErrorCode;
+use crate::frames::ErrorCode;
 use crate::topic::{matches, valid_filter};
 
 /// The reserved room of MQTT clients' online state.

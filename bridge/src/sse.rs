@@ -1,7 +1,8 @@
 //! `GET /sse?room=…&room=…`: the rooms' messages as `text/event-stream`. Each room's
 //! state comes first as `state` events (no id), then `message` events with
 //! `id: <epoch>:<offset>`; a reconnecting EventSource sends `Last-Event-ID` and
-//! resumes exactly like `join` with `since`. Comment lines keep idle streams open.
+//! resumes exactly like `join` with `since`. The headers and a first comment go out
+//! at once (so `onopen` fires); comment lines keep idle streams open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,18 +12,21 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::Stream;
-use serde_json::Value;
+use axum::Extension;
+use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::http::HttpState;
+use crate::accept::PendingRelease;
+use crate::frames::MemberInfo;
 use crate::hub::{Member, StartAt};
+use crate::joined::{Joined, State as JoinedState};
 use crate::outbound::{OutboundQueue, Outgoing, QueueLimits};
 use crate::rooms::resolve;
 use crate::BridgeState;
 
 pub async fn stream(
-    State(state): State<HttpState>,
+    State(bridge): State<BridgeState>,
+    release: Option<Extension<PendingRelease>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -31,7 +35,6 @@ pub async fn stream(
         .filter(|(k, _)| k == "room")
         .map(|(_, v)| v)
         .collect();
-    let bridge = state.bridge;
     let config = bridge.hub.config();
     if rooms.is_empty() {
         return (StatusCode::BAD_REQUEST, "give at least one ?room=\n").into_response();
@@ -39,9 +42,6 @@ pub async fn stream(
     if rooms.len() > config.bridge.max_rooms_per_connection {
         return (StatusCode::BAD_REQUEST, "too many rooms\n").into_response();
     }
-    let Ok(permit) = bridge.connections.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
-    };
     let mut specs = Vec::new();
     for name in &rooms {
         match resolve(config, name) {
@@ -51,30 +51,36 @@ pub async fn stream(
             }
         }
     }
+    let Ok(permit) = bridge.connections.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    };
+    // From here the stream counts against [bridge] max_connections, not [http] max_pending.
+    if let Some(Extension(release)) = release {
+        release.release();
+    }
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|id| id.split_once(':'))
-        .map(|(epoch, offset)| StartAt::Since {
-            epoch: epoch.to_string(),
-            offset: offset.parse().ok(),
-        });
+        .map(|(epoch, offset)| (epoch.to_string(), offset.parse().ok()));
 
     let queue = Arc::new(OutboundQueue::new(QueueLimits::from_config(&config.bridge)));
     let member = Arc::new(Member {
         queue: queue.clone(),
-        session: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
-        user: None,
+        info: MemberInfo {
+            session: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            user: None,
+        },
     });
     let conn = bridge.hub.next_conn_id();
     let mut joined = Vec::new();
     for spec in specs {
         let start = match &resume {
-            Some(StartAt::Since { epoch, offset }) => StartAt::Since {
+            Some((epoch, offset)) => StartAt::Since {
                 epoch: epoch.clone(),
                 offset: *offset,
             },
-            _ => StartAt::Now,
+            None => StartAt::Now,
         };
         if let Ok(spec) = bridge.hub.join(conn, &member, spec, start, None) {
             joined.push(spec.name.clone());
@@ -86,12 +92,13 @@ pub async fn stream(
         rooms: joined,
         _permit: permit,
     };
-    let events = events(
+    let opened = stream::once(async { Ok(Event::default().comment("open")) });
+    let events = opened.chain(events(
         queue,
         bridge.hub.epoch().to_string(),
         resume.is_some(),
         guard,
-    );
+    ));
     let heartbeat = Duration::from_millis(config.bridge.heartbeat_ms.min(15_000));
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("keep-alive"))
@@ -120,7 +127,7 @@ fn events(
     resuming: bool,
     guard: Membership,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(
+    stream::unfold(
         (queue, Vec::<Event>::new(), Vec::new(), guard),
         move |(queue, mut ready, mut batch, guard)| {
             let epoch = epoch.clone();
@@ -141,26 +148,21 @@ fn events(
                     let mut events = Vec::new();
                     for entry in batch.drain(..) {
                         match entry {
-                            Outgoing::Frame(frame) => {
-                                joined_events(&frame, &epoch, resuming, &mut events)
+                            Outgoing::Joined(joined) => {
+                                joined_events(&joined, &epoch, resuming, &mut events)
                             }
                             Outgoing::Message {
                                 message,
                                 room,
                                 conflated,
                                 ..
-                            } => {
-                                let data =
-                                    String::from_utf8(message.frame(&room, conflated).to_vec())
-                                        .unwrap_or_default();
-                                events.push(
-                                    Event::default()
-                                        .event("message")
-                                        .id(format!("{epoch}:{}", message.offset))
-                                        .data(data),
-                                );
-                            }
-                            Outgoing::Ping => {}
+                            } => events.push(message_event(
+                                &epoch,
+                                message.offset,
+                                &message.frame(&room, conflated),
+                            )),
+                            // Member and device pushes are for /ws; SSE rooms are topic rooms.
+                            Outgoing::Frame(_) | Outgoing::Ping => {}
                         }
                     }
                     events.reverse();
@@ -171,44 +173,26 @@ fn events(
     )
 }
 
+fn message_event(epoch: &str, offset: u64, frame: &[u8]) -> Event {
+    Event::default()
+        .event("message")
+        .id(format!("{epoch}:{offset}"))
+        .data(String::from_utf8_lossy(frame))
+}
+
 /// A `joined` reply becomes `state` events, then the missed messages (on resume).
-fn joined_events(frame: &[u8], epoch: &str, resuming: bool, out: &mut Vec<Event>) {
-    let Ok(joined) = serde_json::from_slice::<Value>(frame) else {
-        return;
-    };
-    let field = |name: &str| joined.get(name);
-    if field("type").and_then(Value::as_str) != Some("joined") {
-        return;
-    }
-    let room = field("room").and_then(Value::as_str).unwrap_or_default();
-    let recovered = field("recovered").and_then(Value::as_bool).unwrap_or(false);
-    if !resuming || !recovered {
-        for item in field("state")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let mut item = item.clone();
-            if let Some(map) = item.as_object_mut() {
-                map.insert("room".into(), Value::from(room));
+fn joined_events(joined: &Joined, epoch: &str, resuming: bool, out: &mut Vec<Event>) {
+    if !resuming || !joined.recovered() {
+        if let JoinedState::Retained(values) = &joined.state {
+            for value in values {
+                let data =
+                    serde_json::to_string(&value.item(Some(&joined.room))).unwrap_or_default();
+                out.push(Event::default().event("state").data(data));
             }
-            out.push(Event::default().event("state").data(item.to_string()));
         }
     }
-    for message in field("missed")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let offset = message
-            .get("offset")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        out.push(
-            Event::default()
-                .event("message")
-                .id(format!("{epoch}:{offset}"))
-                .data(message.to_string()),
-        );
+    for message in joined.missed_messages() {
+        let frame = message.frame(&joined.room, false);
+        out.push(message_event(epoch, message.offset, &frame));
     }
 }

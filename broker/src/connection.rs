@@ -105,17 +105,23 @@ pub struct Incoming<I> {
 
 type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Packets in and out, per listener.
+/// Packets and bytes in and out, per listener.
 pub(crate) struct PacketCounters {
     pub packets_in: Counter,
     pub packets_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
 }
 
 impl PacketCounters {
+    /// Registered at start-up, so every listener's series exist (at zero) before its
+    /// first client.
     pub fn for_listener(listener: &'static str) -> Arc<PacketCounters> {
         Arc::new(PacketCounters {
             packets_in: metrics::counter!("switchboard_mqtt_packets_in_total", "listener" => listener),
             packets_out: metrics::counter!("switchboard_mqtt_packets_out_total", "listener" => listener),
+            bytes_in: metrics::counter!("switchboard_mqtt_bytes_in_total", "listener" => listener),
+            bytes_out: metrics::counter!("switchboard_mqtt_bytes_out_total", "listener" => listener),
         })
     }
 }
@@ -174,6 +180,9 @@ impl<I: MqttIo> Live<I> {
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
         let patience = Duration::from_millis(connection.edge.config.mqtt.publisher_wait_ms);
+        let packet_timeout = Duration::from_secs(connection.edge.config.mqtt.packet_timeout_secs);
+        // When the first bytes of a packet not yet complete arrived.
+        let mut partial_since: Option<Instant> = None;
         loop {
             if !buf.is_empty() && waiting.is_none() {
                 if let Err(end) = Box::pin(connection.take_incoming(buf)).await {
@@ -184,6 +193,13 @@ impl<I: MqttIo> Live<I> {
                     *waiting = Some(Box::pin(wait_for_room(congested, patience)));
                 }
             }
+            // What is left in the buffer is the start of a packet (unless decoding
+            // stopped for a congested subscriber).
+            partial_since = match (buf.is_empty() || waiting.is_some(), partial_since) {
+                (true, _) => None,
+                (false, since) => since.or_else(|| Some(Instant::now())),
+            };
+            let packet_deadline = partial_since.map_or(far_future, |since| since + packet_timeout);
             if let Err(end) = connection.send_outbound().await {
                 return end;
             }
@@ -205,7 +221,8 @@ impl<I: MqttIo> Live<I> {
                 },
                 read = std::future::poll_fn(|cx| io.poll_read_into(cx, buf)), if waiting.is_none() => match read {
                     Ok(0) => return End::Closed,
-                    Ok(_) => {
+                    Ok(read) => {
+                        connection.counters.bytes_in.increment(read as u64);
                         if let Some(limit) = idle_limit {
                             idle_deadline = Instant::now() + limit;
                         }
@@ -218,6 +235,9 @@ impl<I: MqttIo> Live<I> {
                     if let Some(limit) = idle_limit {
                         idle_deadline = Instant::now() + limit;
                     }
+                }
+                _ = sleep_until(packet_deadline) => {
+                    return End::Io("packet not finished in time ([mqtt] packet_timeout_secs)".into());
                 }
                 _ = sleep_until(idle_deadline) => {
                     if waiting.is_none() {
@@ -269,14 +289,16 @@ impl<I: MqttIo> Live<I> {
             End::Violation(_, why) | End::Io(why) => why.as_str(),
             _ => "",
         };
-        info!(
-            client_id = %connection.client_id,
-            %peer,
-            listener,
-            reason = reason.label(),
-            detail,
-            "client disconnected"
-        );
+        if crate::repeats::allow("client disconnected") {
+            info!(
+                client_id = %connection.client_id,
+                %peer,
+                listener,
+                reason = reason.label(),
+                detail,
+                "client disconnected"
+            );
+        }
         presence.offline(reason);
         drop(claim);
     }

@@ -145,6 +145,8 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         congested: Vec::new(),
         session_expiry: accepted.session_expiry,
     };
+    // The CONNECT was read before the connection had its counters.
+    connection.counters.packets_in.increment(1);
     let connack = connack_packet(&edge, &accepted, session_present);
     connection.encode(connack);
     if session_present {
@@ -349,6 +351,8 @@ async fn refuse_quietly<I: MqttIo>(
     detail: &str,
 ) {
     counter!("switchboard_mqtt_refusals_total", "reason" => reason.label()).increment(1);
-    warn!(%peer, listener, reason = reason.label(), "connection refused: {detail}");
+    if crate::repeats::allow_refusal(reason.label()) {
+        warn!(%peer, listener, reason = reason.label(), "connection refused: {detail}");
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), io.close()).await;
 }

@@ -37,6 +37,9 @@ impl<I: MqttIo> Connection<I> {
                 Ok(true) => self.counters.packets_in.increment(1),
                 Ok(false) => break,
                 Err(end) => {
+                    if matches!(end, End::Disconnect { .. }) {
+                        self.counters.packets_in.increment(1);
+                    }
                     result = Err(end);
                     break;
                 }

@@ -19,12 +19,14 @@ mod outbound;
 pub mod packet;
 mod presence;
 mod publish_wire;
+pub mod repeats;
 mod sessions;
 mod subscribe;
 pub mod supervisor;
 mod sys;
 mod tls;
 mod transport;
+pub mod watched;
 mod will;
 
 use std::net::SocketAddr;

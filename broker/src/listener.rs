@@ -18,6 +18,7 @@ use tracing::{error, warn};
 use crate::connection::{serve, Incoming};
 use crate::packet::Refusal;
 use crate::transport::{ByteStream, MqttIo, WsStream};
+use crate::watched::Watched;
 use crate::Edge;
 
 /// Initial read buffer of an MQTT-over-WebSocket connection (it grows for larger
@@ -107,7 +108,9 @@ pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
                 Ok(slot) => Some(slot),
                 Err(_) => {
                     counter!("switchboard_mqtt_refusals_total", "reason" => Refusal::ServerBusy.label()).increment(1);
-                    warn!(%peer, listener = kind.label(), reason = "server_busy", "connection refused: at max_connections, closed without CONNACK");
+                    if crate::repeats::allow_refusal("mqtt refused: server_busy") {
+                        warn!(%peer, listener = kind.label(), reason = "server_busy", "connection refused: at max_connections, closed without CONNACK");
+                    }
                     continue;
                 }
             },
@@ -200,11 +203,11 @@ async fn handshake_then_serve(
     deadline: Instant,
 ) {
     let label = kind.label();
-    let max_ws_message = ctx.edge.config.mqtt.max_payload.as_usize() + 128 * 1024;
+    let limits = WsLimits::of(&ctx.edge.config.mqtt);
     let (acceptor, then_websocket) = match handshake {
         Handshake::WebSocket => {
             Box::pin(async {
-                if let Some(ws) = websocket(stream, peer, label, deadline, max_ws_message).await {
+                if let Some(ws) = websocket(stream, peer, label, deadline, &limits).await {
                     serve(held.incoming(ws, &ctx, peer, kind, deadline)).await;
                 }
             })
@@ -225,8 +228,7 @@ async fn handshake_then_serve(
         if !then_websocket {
             let io = ByteStream::new(tls_stream);
             serve(held.incoming(io, &ctx, peer, kind, deadline)).await;
-        } else if let Some(ws) = websocket(tls_stream, peer, label, deadline, max_ws_message).await
-        {
+        } else if let Some(ws) = websocket(tls_stream, peer, label, deadline, &limits).await {
             serve(held.incoming(ws, &ctx, peer, kind, deadline)).await;
         }
     })
@@ -241,7 +243,25 @@ fn handshake_deadline(edge: &Edge) -> Instant {
 fn handshake_failed(peer: SocketAddr, listener: &'static str, detail: &str) {
     counter!("switchboard_mqtt_refusals_total", "reason" => Refusal::Handshake.label())
         .increment(1);
-    warn!(%peer, listener, reason = Refusal::Handshake.label(), "connection refused: {detail}");
+    if crate::repeats::allow_refusal("mqtt refused: handshake") {
+        warn!(%peer, listener, reason = Refusal::Handshake.label(), "connection refused: {detail}");
+    }
+}
+
+/// What an MQTT WebSocket frame may hold, and how long it may take.
+struct WsLimits {
+    /// One packet: `max_payload` plus room for topic and properties.
+    max_message: usize,
+    frame_timeout: Duration,
+}
+
+impl WsLimits {
+    fn of(mqtt: &switchboard_config::MqttConfig) -> WsLimits {
+        WsLimits {
+            max_message: mqtt.max_payload.as_usize() + 128 * 1024,
+            frame_timeout: Duration::from_secs(mqtt.packet_timeout_secs),
+        }
+    }
 }
 
 /// The WebSocket upgrade for MQTT: path `/mqtt`, answering the `mqtt` subprotocol.
@@ -250,20 +270,23 @@ async fn websocket<S>(
     peer: SocketAddr,
     listener: &'static str,
     deadline: Instant,
-    max_message: usize,
+    limits: &WsLimits,
 ) -> Option<WsStream<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let config = WebSocketConfig::default()
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_message))
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0);
-    let upgrade =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, choose_subprotocol, Some(config));
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        Watched::new(stream),
+        choose_subprotocol,
+        Some(config),
+    );
     match timeout_at(deadline, upgrade).await {
-        Ok(Ok(ws)) => Some(WsStream(ws)),
+        Ok(Ok(ws)) => Some(WsStream::new(ws, limits.frame_timeout)),
         Ok(Err(e)) => {
             handshake_failed(peer, listener, &format!("WebSocket handshake failed: {e}"));
             None

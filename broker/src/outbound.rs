@@ -117,6 +117,9 @@ impl<I: MqttIo> Connection<I> {
             return Ok(());
         }
         let result = self.io.write_bytes(&self.out).await;
+        if result.is_ok() {
+            self.counters.bytes_out.increment(self.out.len() as u64);
+        }
         self.out.clear();
         if self.out.capacity() > 4 * WRITE_BATCH {
             self.out = bytes::BytesMut::new();

@@ -29,16 +29,18 @@ impl Presence {
     ) -> Presence {
         gauge!("switchboard_mqtt_connections", "listener" => listener).increment(1.0);
         counter!("switchboard_mqtt_connections_total", "listener" => listener).increment(1);
-        info!(
-            client_id = %accepted.client_id,
-            %peer,
-            listener,
-            protocol = accepted.version.label(),
-            keep_alive = accepted.keep_alive,
-            clean_start = accepted.clean_start,
-            took_over,
-            "client connected"
-        );
+        if crate::repeats::allow("client connected") {
+            info!(
+                client_id = %accepted.client_id,
+                %peer,
+                listener,
+                protocol = accepted.version.label(),
+                keep_alive = accepted.keep_alive,
+                clean_start = accepted.clean_start,
+                took_over,
+                "client connected"
+            );
+        }
         edge.events.device_online(DeviceInfo {
             client_id: accepted.client_id.clone(),
             username: accepted.username.clone(),

@@ -26,6 +26,7 @@ pub async fn housekeeping(router: Arc<Router>, config: Arc<Config>, events: Even
         loop {
             tick.tick().await;
             let now = Instant::now();
+            crate::repeats::summarize();
             let ended = router.expire_sessions(now);
             if ended > 0 {
                 tracing::debug!(ended, "offline sessions expired");

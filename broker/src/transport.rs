@@ -5,15 +5,19 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::io::poll_read_buf;
+
+use crate::watched::Watched;
 
 pub trait MqttIo: Send + 'static {
     /// Appends what arrives next to `buf`; `Ok(0)` at end of stream. Poll-based, so a
@@ -152,8 +156,43 @@ impl<S: FillBuf> MqttIo for ByteStream<S> {
     }
 }
 
-/// MQTT over WebSocket: each binary message carries bytes of the MQTT stream.
-pub struct WsStream<S>(pub WebSocketStream<S>);
+/// MQTT over WebSocket: each binary message carries bytes of the MQTT stream. A
+/// frame begun must be finished within `frame_timeout` (its bytes are bounded by
+/// the WebSocket config's frame size).
+pub struct WsStream<S> {
+    ws: WebSocketStream<Watched<S>>,
+    frame_timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    pub fn new(ws: WebSocketStream<Watched<S>>, frame_timeout: Duration) -> WsStream<S> {
+        // The handshake's bytes are not a frame.
+        ws.get_ref().frame_done();
+        WsStream {
+            ws,
+            frame_timeout,
+            deadline: None,
+        }
+    }
+
+    /// Ready with an error once an unfinished frame has waited too long.
+    fn poll_frame_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some(waiting) = self.ws.get_ref().unfinished_for() else {
+            self.deadline = None;
+            return Poll::Pending;
+        };
+        let left = self.frame_timeout.saturating_sub(waiting);
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(left)));
+        ready!(deadline.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "WebSocket frame not finished in time ([mqtt] packet_timeout_secs)",
+        ))
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for WsStream<S> {
     fn poll_read_into(
@@ -162,11 +201,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for WsStream<S> 
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
         loop {
-            let message = match ready!(self.0.poll_next_unpin(cx)) {
-                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(0)),
-                Some(Ok(message)) => message,
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            let message = match self.ws.poll_next_unpin(cx) {
+                Poll::Pending => {
+                    return match self.poll_frame_deadline(cx) {
+                        Poll::Ready(e) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+                Poll::Ready(None | Some(Ok(Message::Close(_)))) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Some(Ok(message))) => message,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
             };
+            self.ws.get_ref().frame_done();
+            self.deadline = None;
             match message {
                 Message::Binary(data) if !data.is_empty() => {
                     buf.extend_from_slice(&data);
@@ -184,13 +231,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttIo for WsStream<S> 
     }
 
     async fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.0
+        self.ws
             .send(Message::Binary(Bytes::copy_from_slice(bytes)))
             .await
             .map_err(io::Error::other)
     }
 
     async fn close(&mut self) {
-        let _ = self.0.close(None).await;
+        let _ = self.ws.close(None).await;
     }
 }

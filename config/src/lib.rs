@@ -200,6 +200,29 @@ impl Config {
                 self.bridge.slow_client_timeout_ms as usize,
             ),
             ("history.max_messages", self.history.max_messages),
+            (
+                "mqtt.packet_timeout_secs",
+                self.mqtt.packet_timeout_secs as usize,
+            ),
+            ("history.max_bytes", self.history.max_bytes.as_usize()),
+            (
+                "http.header_timeout_secs",
+                self.http.header_timeout_secs as usize,
+            ),
+            ("http.max_pending", self.http.max_pending),
+            ("http.max_pending_per_ip", self.http.max_pending_per_ip),
+            (
+                "bridge.frame_timeout_ms",
+                self.bridge.frame_timeout_ms as usize,
+            ),
+            (
+                "bridge.max_reply_bytes",
+                self.bridge.max_reply_bytes.as_usize(),
+            ),
+            (
+                "log.max_repeats_per_sec",
+                self.log.max_repeats_per_sec as usize,
+            ),
             ("storage.flush_ms", self.storage.flush_ms as usize),
             ("storage.write_queue", self.storage.write_queue),
         ];
@@ -217,7 +240,29 @@ impl Config {
         if self.data_dir_is_empty() {
             return Err(invalid("node.data_dir", "must not be empty"));
         }
+        check_log_filter(&self.log.level).map_err(|m| invalid("log.level", &m))?;
+        for (module, level) in &self.log.modules {
+            let key = format!("log.modules.{module}");
+            if module.is_empty() || module.contains([',', '=', ' ']) {
+                return Err(invalid(
+                    &key,
+                    "is not a module path like switchboard_bridge",
+                ));
+            }
+            if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(invalid(&key, &level_hint(level)));
+            }
+        }
         Ok(())
+    }
+
+    /// `[log] level` and `[log] modules` as one tracing filter.
+    pub fn log_filter(&self) -> String {
+        let mut filter = self.log.level.clone();
+        for (module, level) in &self.log.modules {
+            filter.push_str(&format!(",{module}={level}"));
+        }
+        filter
     }
 
     fn data_dir_is_empty(&self) -> bool {
@@ -272,6 +317,32 @@ impl Config {
     }
 }
 
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+fn level_hint(level: &str) -> String {
+    format!("{level:?} is not a level: use error, warn, info, debug, trace or off")
+}
+
+/// A tracing filter: comma-separated `level` or `module=level` directives.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err(level_hint(filter));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let (module, level) = match directive.split_once('=') {
+            Some((module, level)) => (Some(module.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if module.is_some_and(|m| m.is_empty() || m.contains(' ')) {
+            return Err(format!("{directive:?} is not a module=level directive"));
+        }
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(level_hint(level));
+        }
+    }
+    Ok(())
+}
+
 /// An MQTT topic filter: non-empty, `#` only as the whole last level, `+` only as a
 /// whole level, no NUL.
 pub fn valid_filter(filter: &str) -> bool {
@@ -323,6 +394,40 @@ mod tests {
         let config = Config::parse("[mqtt]\nws = \"\"\n", "x").unwrap();
         assert!(config.mqtt.ws.addr().is_none());
         assert!(config.mqtt.tcp.addr().is_some());
+    }
+
+    #[test]
+    fn a_wrong_log_level_is_refused_with_its_key() {
+        for bad in ["verbose", "info,switchboard_bridge=loud", ""] {
+            let text = format!("[log]\nlevel = {bad:?}\n");
+            let err = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(err.contains("log.level"), "{err}");
+        }
+        let err = Config::parse("[log]\nmodules = { sled = \"chatty\" }\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.modules.sled"), "{err}");
+        let ok = Config::parse(
+            "[log]\nlevel = \"warn,switchboard_broker=debug\"\nmodules = { sled = \"error\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.log_filter(), "warn,switchboard_broker=debug,sled=error");
+    }
+
+    #[test]
+    fn an_ambiguous_size_and_a_port_out_of_range_get_their_own_messages() {
+        let err = Config::parse("[mqtt]\nmax_payload = \"256 KB\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_payload") && err.contains("256KiB"),
+            "{err}"
+        );
+        let err = Config::parse("[mqtt]\ntcp = \"127.0.0.1:70000\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("out of range"), "{err}");
     }
 
     #[test]

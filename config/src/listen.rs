@@ -40,9 +40,16 @@ impl<'de> Deserialize<'de> for Listen {
             return Ok(Listen(None));
         }
         text.trim().parse::<SocketAddr>().map(|a| Listen(Some(a))).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a listen address like \"0.0.0.0:1883\" or \"[::1]:1883\" (use \"\" to turn the listener off)"
-            ))
+            let port = text.trim().rsplit_once(':').map(|(_, port)| port);
+            let message = match port.map(str::parse::<u64>) {
+                Some(Ok(port)) if port > 65_535 => {
+                    format!("{text:?}: port {port} is out of range (1 to 65535, or 0 for any free port)")
+                }
+                _ => format!(
+                    "{text:?} is not a listen address like \"0.0.0.0:1883\" or \"[::1]:1883\" (use \"\" to turn the listener off)"
+                ),
+            };
+            serde::de::Error::custom(message)
         })
     }
 }

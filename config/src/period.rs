@@ -49,12 +49,11 @@ impl fmt::Display for Period {
 
 impl<'de> Deserialize<'de> for Period {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::size::number_or_text(
-            deserializer,
-            Period,
-            Period::parse,
-            "a period like 3600, \"90s\", \"15m\", \"2h\", \"14d\" or \"1w\"",
-        )
+        crate::size::number_or_text(deserializer, Period, |text| {
+            Period::parse(text).ok_or_else(|| {
+                    format!("{text:?} is not a period like 3600, \"90s\", \"15m\", \"2h\", \"14d\" or \"1w\"")
+                })
+        })
     }
 }
 

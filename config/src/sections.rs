@@ -44,6 +44,10 @@ pub struct MqttConfig {
     pub max_keepalive: u16,
     /// Seconds a new connection has for its TLS / WebSocket handshake and for CONNECT.
     pub connect_timeout_secs: u64,
+    /// Seconds a packet (and, over WebSocket, a frame) may take from its first byte
+    /// to its last; then the client is disconnected. Its bytes are bounded by
+    /// `max_payload` plus headers.
+    pub packet_timeout_secs: u64,
     /// Longest client id accepted (bytes).
     pub max_client_id_len: usize,
     /// Topic aliases a v5 client may use towards us (CONNACK Topic Alias Maximum).
@@ -89,6 +93,7 @@ impl Default for MqttConfig {
             max_payload: ByteSize(256 * 1024),
             max_keepalive: 0,
             connect_timeout_secs: 10,
+            packet_timeout_secs: 30,
             max_client_id_len: 256,
             topic_alias_max: 32,
             max_refusals_in_flight: 64,
@@ -121,6 +126,13 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Refuse WebSocket upgrades without an `Origin` header (non-browser clients).
     pub require_origin: bool,
+    /// Seconds a client has to send a request's headers (then the connection closes).
+    pub header_timeout_secs: u64,
+    /// HTTP connections not yet upgraded to a WebSocket (or streaming SSE) at once;
+    /// more are closed at accept.
+    pub max_pending: usize,
+    /// The same bound per source IP address.
+    pub max_pending_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -130,6 +142,9 @@ impl Default for HttpConfig {
             admin: false,
             allowed_origins: Vec::new(),
             require_origin: false,
+            header_timeout_secs: 10,
+            max_pending: 2_048,
+            max_pending_per_ip: 512,
         }
     }
 }
@@ -196,6 +211,13 @@ pub struct BridgeConfig {
     pub max_queue_bytes: ByteSize,
     /// A client whose queue has not moved for this long is closed with 1013.
     pub slow_client_timeout_ms: u64,
+    /// A frame (or fragmented message) begun must be finished within this; then the
+    /// connection is closed (1008). Unfinished frames are also bounded in bytes by
+    /// 4 × `max_frame`.
+    pub frame_timeout_ms: u64,
+    /// Largest reply: `joined` (state and missed messages) or `presence`. Past it,
+    /// `state_truncated`, a shorter rewind, or `recovered: false` with a reason.
+    pub max_reply_bytes: ByteSize,
 }
 
 impl Default for BridgeConfig {
@@ -215,6 +237,8 @@ impl Default for BridgeConfig {
             close_after: 10_000,
             max_queue_bytes: ByteSize(8 * 1024 * 1024),
             slow_client_timeout_ms: 10_000,
+            frame_timeout_ms: 10_000,
+            max_reply_bytes: ByteSize(4 * 1024 * 1024),
         }
     }
 }
@@ -231,6 +255,8 @@ pub struct HistoryConfig {
     pub max_age_secs: u64,
     /// Messages one `since` or `rewind` returns at most; a longer gap is `recovered: false`.
     pub max_resume: usize,
+    /// Payload bytes kept at most; the oldest messages leave first.
+    pub max_bytes: ByteSize,
 }
 
 impl Default for HistoryConfig {
@@ -240,6 +266,7 @@ impl Default for HistoryConfig {
             max_messages: 10_000,
             max_age_secs: 300,
             max_resume: 10_000,
+            max_bytes: ByteSize(64 * 1024 * 1024),
         }
     }
 }
@@ -286,16 +313,24 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// A tracing filter such as `info` or `switchboard_broker=debug,info`; RUST_LOG wins.
+    /// The level of every module: `error`, `warn`, `info`, `debug`, `trace` or `off`
+    /// (or a tracing filter such as `info,switchboard_broker=debug`); RUST_LOG wins.
     pub level: String,
+    /// Levels of single modules over `level`, e.g. `{ switchboard_bridge = "debug" }`.
+    pub modules: std::collections::BTreeMap<String, String>,
     pub format: LogFormat,
+    /// Lines of one kind (a refusal reason, a connect or disconnect) written per
+    /// second at most; the rest are counted in one "N more like this" line.
+    pub max_repeats_per_sec: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            modules: std::collections::BTreeMap::new(),
             format: LogFormat::Text,
+            max_repeats_per_sec: 5,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Byte sizes in config: a number of bytes or a string such as `"256KiB"`, `"4MB"`.
+//! Byte sizes in config: a number of bytes or a string with an IEC unit such as
+//! `"256KiB"`, `"4MiB"`. `KB`/`MB`/`GB` are refused with a hint: EMQX reads them as
+//! powers of 1024, other tools as powers of 1000, so they would mean two things.
 
 use std::fmt;
 
@@ -12,25 +14,40 @@ impl ByteSize {
         usize::try_from(self.0).unwrap_or(usize::MAX)
     }
 
-    fn parse(text: &str) -> Option<ByteSize> {
-        let text = text.trim();
-        let split = text
+    fn parse(text: &str) -> Result<ByteSize, String> {
+        let trimmed = text.trim();
+        let split = trimmed
             .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
-        let number: u64 = digits.parse().ok()?;
-        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            .unwrap_or(trimmed.len());
+        let (digits, unit) = trimmed.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| not_a_size(text))?;
+        let unit = unit.trim();
+        let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
             "" | "b" => 1,
-            "k" | "kb" => 1_000,
             "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
             "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
             "gib" => 1 << 30,
-            _ => return None,
+            "k" | "kb" | "m" | "mb" | "g" | "gb" => {
+                let iec = match unit.chars().next().map(|c| c.to_ascii_uppercase()) {
+                    Some('K') => "KiB",
+                    Some('M') => "MiB",
+                    _ => "GiB",
+                };
+                return Err(format!(
+                    "{text:?}: {unit} is ambiguous (1000 or 1024?); write \"{number}{iec}\" for powers of 1024 or the number of bytes"
+                ));
+            }
+            _ => return Err(not_a_size(text)),
         };
-        number.checked_mul(multiplier).map(ByteSize)
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{text:?} is too large"))
     }
+}
+
+fn not_a_size(text: &str) -> String {
+    format!("{text:?} is not a size like 1024, \"64KiB\", \"4MiB\" or \"1GiB\"")
 }
 
 impl fmt::Display for ByteSize {
@@ -50,8 +67,7 @@ impl fmt::Display for ByteSize {
 pub(crate) fn number_or_text<'de, D, T>(
     deserializer: D,
     from_number: fn(u64) -> T,
-    parse: fn(&str) -> Option<T>,
-    examples: &str,
+    parse: fn(&str) -> Result<T, String>,
 ) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -64,19 +80,13 @@ where
     }
     match Raw::deserialize(deserializer)? {
         Raw::Number(n) => Ok(from_number(n)),
-        Raw::Text(text) => parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not {examples}"))),
+        Raw::Text(text) => parse(&text).map_err(serde::de::Error::custom),
     }
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        number_or_text(
-            deserializer,
-            ByteSize,
-            ByteSize::parse,
-            "a size like 1024, \"64KiB\", \"4MiB\" or \"1MB\"",
-        )
+        number_or_text(deserializer, ByteSize, ByteSize::parse)
     }
 }
 
@@ -92,10 +102,12 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!(ByteSize::parse("256KiB"), Some(ByteSize(262_144)));
-        assert_eq!(ByteSize::parse("4MB"), Some(ByteSize(4_000_000)));
-        assert_eq!(ByteSize::parse("17"), Some(ByteSize(17)));
-        assert_eq!(ByteSize::parse("lots"), None);
-        assert_eq!(ByteSize::parse("12XB"), None);
+        assert_eq!(ByteSize::parse("256KiB"), Ok(ByteSize(262_144)));
+        assert_eq!(ByteSize::parse("4 MiB"), Ok(ByteSize(4 << 20)));
+        assert_eq!(ByteSize::parse("17"), Ok(ByteSize(17)));
+        assert!(ByteSize::parse("lots").is_err());
+        assert!(ByteSize::parse("12XB").is_err());
+        let hint = ByteSize::parse("256 KB").unwrap_err();
+        assert!(hint.contains("256KiB"), "{hint}");
     }
 }

@@ -13,6 +13,7 @@
 pub mod browser;
 pub mod canary;
 pub mod raw;
+pub mod rawws;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -176,6 +177,16 @@ wss = "127.0.0.1:{wss}"
         wait_for_port(self.ports.http, Duration::from_secs(5));
     }
 
+    /// Stops the server, replaces `from` with `to` in its config, and starts it again
+    /// (for keys of sections the config template already has).
+    pub fn edit_config(&mut self, from: &str, to: &str) {
+        self.stop();
+        let config = std::fs::read_to_string(&self.config_path).expect("read config");
+        assert!(config.contains(from), "{from:?} is not in the config");
+        std::fs::write(&self.config_path, config.replacen(from, to, 1)).expect("write config");
+        self.launch();
+    }
+
     pub fn tcp_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.ports.tcp))
     }
@@ -310,6 +321,11 @@ impl Sub {
     /// Starts `mosquitto_sub -p PORT -d ARGS…` and waits until it has subscribed
     /// (the `-d` debug output shows SUBACK).
     pub fn start(port: u16, args: &[&str]) -> Sub {
+        Sub::start_at("127.0.0.1", port, args)
+    }
+
+    /// The same with another host name (TLS: the one the certificate names).
+    pub fn start_at(host: &str, port: u16, args: &[&str]) -> Sub {
         use std::io::BufRead;
         tool("mosquitto_sub");
         // stdbuf: mosquitto_sub block-buffers a piped stdout, hiding the SUBACK line.
@@ -318,7 +334,7 @@ impl Sub {
                 "-oL",
                 "mosquitto_sub",
                 "-h",
-                "127.0.0.1",
+                host,
                 "-p",
                 &port.to_string(),
                 "-d",
@@ -442,4 +458,32 @@ pub fn python(script: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run python")
+}
+
+/// The sum of a Prometheus series' values (all label sets) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .sum()
+}
+
+/// Runs the binary with `args`, expecting it to fail; returns what it wrote to stderr.
+pub fn fails(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = Command::new(BIN)
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("run switchboard");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded; stderr: {stderr}",
+        args = args.iter().map(|a| a.as_ref()).collect::<Vec<_>>()
+    );
+    stderr
 }

@@ -55,7 +55,7 @@ impl RawClient {
     pub fn connected(addr: SocketAddr, client_id: &str) -> RawClient {
         let mut client = RawClient::connect(addr);
         client.send(&connect_v4(client_id, true, 120));
-        let connack = client.expect_kind(2, Duration::from_secs(5));
+        let connack = client.expect_kind(CONNACK, Duration::from_secs(5));
         assert_eq!(connack_code(&connack), 0, "CONNACK for {client_id}");
         client
     }
@@ -121,6 +121,12 @@ impl RawClient {
             }
         }
         panic!("no packet of type {kind} within {within:?}");
+    }
+
+    /// The return code (3.1.1) or reason code (5) of the CONNACK that must come next.
+    pub fn connack(&mut self) -> u8 {
+        let frame = self.read_frame(Duration::from_secs(5)).expect("CONNACK");
+        connack_code(&frame)
     }
 
     /// True when the server closes the connection within `within`.
@@ -296,7 +302,7 @@ pub fn publish_retained_acked(addr: SocketAddr, prefix: &str, count: usize) {
     let mut client = RawClient::connect(addr);
     client.send(&connect_v4(&format!("retained-{prefix}"), true, 60));
     assert_eq!(
-        connack_code(&client.expect_kind(2, Duration::from_secs(5))),
+        connack_code(&client.expect_kind(CONNACK, Duration::from_secs(5))),
         0
     );
     let mut bytes = Vec::new();
@@ -311,7 +317,7 @@ pub fn publish_retained_acked(addr: SocketAddr, prefix: &str, count: usize) {
     }
     client.send(&bytes);
     for _ in 0..count {
-        client.expect_kind(4, Duration::from_secs(10));
+        client.expect_kind(PUBACK, Duration::from_secs(10));
     }
 }
 

@@ -1,0 +1,171 @@
+//! Rooms protocol v1 on the wire, server side: the error codes and every frame the
+//! server sends, as typed structs (docs/protocol.md is their description).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Number;
+
+/// The subprotocol of JSON text frames.
+pub const JSON_SUBPROTOCOL: &str = "switchboard.v1.json";
+
+/// A request's `id`, echoed in its reply.
+pub type RequestId = Option<Number>;
+
+/// Stable `error.code` values (the table in docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownType,
+    TooLarge,
+    RateLimited,
+    InvalidRoom,
+    Forbidden,
+    InvalidTopic,
+    NotJoined,
+    AlreadyJoined,
+    TooManyRooms,
+    Unsupported,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidTopic => "invalid_topic",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// Encodes a frame. Our own types always serialise; an empty frame would be a bug.
+pub fn encode<T: Serialize>(frame: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(frame).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+pub struct Limits {
+    pub max_frame: usize,
+    pub max_rooms: usize,
+    pub max_requests_per_sec: u32,
+    pub max_payload: usize,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "welcome")]
+pub struct Welcome<'a> {
+    pub session: &'a str,
+    pub heartbeat_ms: u64,
+    pub limits: Limits,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "error")]
+pub struct ErrorFrame<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: &'a RequestId,
+    pub code: ErrorCode,
+    pub message: &'a str,
+}
+
+/// Replies without fields of their own: `ack`, `pong`.
+#[derive(Serialize)]
+pub struct Bare<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: &'a RequestId,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "left")]
+pub struct Left<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: &'a RequestId,
+    pub room: &'a str,
+}
+
+/// A room member as others see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemberInfo {
+    pub session: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Arc<str>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "presence")]
+pub struct PresenceReply<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: &'a RequestId,
+    pub room: &'a str,
+    pub members: Vec<MemberInfo>,
+    /// More members than `[bridge] max_reply_bytes` holds.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "member")]
+pub struct MemberEvent<'a> {
+    pub room: &'a str,
+    pub event: &'static str,
+    pub member: &'a MemberInfo,
+}
+
+/// A `$devices` state item or push.
+#[derive(Serialize)]
+pub struct DeviceFrame<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+    pub client_id: &'a str,
+    pub online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_serialise_as_the_protocol_says() {
+        let id: RequestId = Some(Number::from(3));
+        let error = ErrorFrame {
+            id: &id,
+            code: ErrorCode::NotJoined,
+            message: "m",
+        };
+        assert_eq!(
+            String::from_utf8(encode(&error).to_vec()).unwrap(),
+            r#"{"type":"error","id":3,"code":"not_joined","message":"m"}"#
+        );
+        let ack = Bare {
+            kind: "ack",
+            id: &None,
+        };
+        assert_eq!(&encode(&ack)[..], br#"{"type":"ack"}"#);
+        for code in [ErrorCode::BadRequest, ErrorCode::TooManyRooms] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+        }
+    }
+}
