@@ -1,6 +1,6 @@
 //! Durable state end to end: retained messages survive SIGTERM and SIGKILL (sled),
-//! deletes stick, history resumes browsers gap-free, SSE resumes with Last-Event-ID,
-//! and a bad data dir or a full write queue is handled as documented.
+//! deletes stick, history resumes browsers gap-free, a full write queue is handled
+//! as documented, and the offline data tools read and change the store.
 
 // End-to-end tests: a failed expectation is a failed test.
 #![allow(
@@ -12,9 +12,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::browser::{missed_payloads, Browser};
 use common::raw;
@@ -234,148 +232,6 @@ async fn history_across_a_restart(retain: bool) {
     assert_eq!(payloads, wanted, "before and after the restart, in order");
 }
 
-/// Reads SSE events (event name, id, data) until `count` or `within` passes.
-fn read_events(
-    reader: &mut BufReader<TcpStream>,
-    count: usize,
-    within: Duration,
-) -> Vec<(String, String, String)> {
-    let deadline = Instant::now() + within;
-    let mut events = Vec::new();
-    let (mut name, mut id, mut data) = (String::new(), String::new(), String::new());
-    while events.len() < count && Instant::now() < deadline {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(_) => continue,
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            if !data.is_empty() {
-                events.push((
-                    std::mem::take(&mut name),
-                    std::mem::take(&mut id),
-                    std::mem::take(&mut data),
-                ));
-            }
-            continue;
-        }
-        if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("id:") {
-            id = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data = v.trim().to_string();
-        }
-    }
-    events
-}
-
-fn open_sse(port: u16, room: &str, last_event_id: Option<&str>) -> BufReader<TcpStream> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let resume = last_event_id
-        .map(|id| format!("Last-Event-ID: {id}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET /sse?room={room} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
-    )
-    .expect("request");
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    let deadline = Instant::now() + 5 * SECOND;
-    while status.is_empty() && Instant::now() < deadline {
-        let _ = reader.read_line(&mut status);
-    }
-    assert!(status.contains("200"), "{status}");
-    reader
-}
-
-#[test]
-fn sse_streams_state_then_messages_and_resumes_with_last_event_id() {
-    let sb = Switchboard::start("");
-    publish(sb.ports.tcp, &["-r", "-t", "sse/state", "-m", "{\"v\":1}"]);
-    std::thread::sleep(Duration::from_millis(200));
-    let mut reader = open_sse(sb.ports.http, "sse/%23", None);
-    let state = read_events(&mut reader, 1, 5 * SECOND);
-    assert_eq!(state[0].0, "state");
-    assert!(state[0].1.is_empty(), "state events carry no id");
-    for n in 1..=3 {
-        publish(sb.ports.tcp, &["-t", "sse/live", "-m", &n.to_string()]);
-    }
-    let live = read_events(&mut reader, 3, 5 * SECOND);
-    assert_eq!(live.len(), 3);
-    assert!(live
-        .iter()
-        .all(|(name, id, _)| name == "message" && id.contains(':')));
-    let last_id = live[2].1.clone();
-    drop(reader);
-
-    for n in 4..=5 {
-        publish(sb.ports.tcp, &["-t", "sse/live", "-m", &n.to_string()]);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let mut resumed = open_sse(sb.ports.http, "sse/%23", Some(&last_id));
-    let missed = read_events(&mut resumed, 2, 5 * SECOND);
-    let payloads: Vec<Value> = missed
-        .iter()
-        .map(|(_, _, data)| serde_json::from_str::<Value>(data).expect("json")["payload"].clone())
-        .collect();
-    assert_eq!(
-        payloads,
-        vec![json!(4), json!(5)],
-        "no loss, no duplicates, no state again"
-    );
-    assert!(read_events(&mut resumed, 1, Duration::from_millis(500)).is_empty());
-}
-
-#[test]
-fn sse_sends_its_headers_and_a_first_comment_at_once_on_a_room_without_state() {
-    let sb = Switchboard::start("");
-    let started = Instant::now();
-    let mut reader = open_sse(sb.ports.http, "nothing/here/%23", None);
-    let mut line = String::new();
-    while !line.starts_with(':') && started.elapsed() < 5 * SECOND {
-        line.clear();
-        let _ = reader.read_line(&mut line);
-    }
-    let took = started.elapsed();
-    assert!(line.starts_with(':'), "no comment line within {took:?}");
-    // EventSource.onopen fires on the headers; the keep-alive interval is 15 s.
-    assert!(took < SECOND, "headers and first comment after {took:?}");
-}
-
-#[test]
-fn a_data_dir_that_is_a_file_or_corrupt_stops_start_up_naming_the_path() {
-    let dir = common::TempDir::new("baddata");
-    let file = dir.path().join("not-a-dir");
-    std::fs::write(&file, b"x").expect("write");
-    let config = dir.path().join("c.toml");
-    std::fs::write(&config, format!("[node]\ndata_dir = \"{}\"\n[mqtt]\ntcp = \"127.0.0.1:0\"\nws = \"\"\n[http]\nlisten = \"\"\n", file.display())).expect("write");
-    let stderr = common::fails(&[&"--config", &config]);
-    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
-
-    let mut sb = Switchboard::start("");
-    publish(sb.ports.tcp, &["-r", "-q", "1", "-t", "c/1", "-m", "x"]);
-    assert_eq!(sb.stop(), Some(0));
-    let data = sb.dir.path().join("data");
-    // sled recovers a torn log by truncating it; a damaged config record it refuses.
-    std::fs::write(
-        data.join("conf"),
-        b"segment_size: lots\nuse_compression: maybe\n",
-    )
-    .expect("corrupt");
-    let stderr = common::fails(&[&"--config", &sb.config_path]);
-    assert!(
-        stderr.contains("data dir") && stderr.contains(&data.display().to_string()),
-        "the error names the data dir's path: {stderr}"
-    );
-}
-
 /// Publishes `count` retained QoS 1 messages on `prefix/<n>` in one burst and waits
 /// for every PUBACK.
 fn burst_of_retained(addr: std::net::SocketAddr, prefix: &str, count: usize) {
@@ -429,46 +285,6 @@ fn past_queue_wait_ms_a_change_is_dropped_counted_and_logged_and_the_server_keep
     assert_eq!(after.lines(), vec!["fine".to_string()]);
 }
 
-#[test]
-fn offline_admin_lists_gets_deletes_and_checks() {
-    let mut sb = Switchboard::start("");
-    publish(
-        sb.ports.tcp,
-        &["-r", "-q", "1", "-t", "adm/a", "-m", "alpha"],
-    );
-    publish(
-        sb.ports.tcp,
-        &["-r", "-q", "1", "-t", "adm/b", "-m", "beta"],
-    );
-    assert_eq!(sb.stop(), Some(0));
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::BIN)
-            .arg("--config")
-            .arg(&sb.config_path)
-            .args(args)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    assert_eq!(
-        run(&["retained", "list", "adm/#"]),
-        "adm/a\talpha\nadm/b\tbeta\n"
-    );
-    assert_eq!(run(&["retained", "get", "adm/b"]), "beta");
-    assert!(run(&["retained", "delete", "adm/a"]).contains("deleted 1"));
-    assert!(run(&["data", "check"]).contains("ok, 1 retained"));
-    sb.launch();
-    assert_eq!(
-        retained_lines(&sb, "adm/#", 1),
-        vec!["1|adm/b|beta".to_string()]
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_browser_retained_publish_is_durable_and_an_expired_one_is_not_restored() {
     let mut sb = Switchboard::start_with("", "[bridge]\nbrowser_publish = [\"ui/#\"]\n");
@@ -506,5 +322,45 @@ async fn a_browser_retained_publish_is_durable_and_an_expired_one_is_not_restore
     assert!(
         sb.wait_for_log("expired=1", 5 * SECOND),
         "the expired message was dropped at start"
+    );
+}
+
+#[test]
+fn offline_admin_lists_gets_deletes_and_checks() {
+    let mut sb = Switchboard::start("");
+    publish(
+        sb.ports.tcp,
+        &["-r", "-q", "1", "-t", "adm/a", "-m", "alpha"],
+    );
+    publish(
+        sb.ports.tcp,
+        &["-r", "-q", "1", "-t", "adm/b", "-m", "beta"],
+    );
+    assert_eq!(sb.stop(), Some(0));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(&sb.config_path)
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        run(&["retained", "list", "adm/#"]),
+        "adm/a\talpha\nadm/b\tbeta\n"
+    );
+    assert_eq!(run(&["retained", "get", "adm/b"]), "beta");
+    assert!(run(&["retained", "delete", "adm/a"]).contains("deleted 1"));
+    assert!(run(&["data", "check"]).contains("ok, 1 retained"));
+    sb.launch();
+    assert_eq!(
+        retained_lines(&sb, "adm/#", 1),
+        vec!["1|adm/b|beta".to_string()]
     );
 }

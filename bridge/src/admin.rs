@@ -41,6 +41,11 @@ struct Listing<'a> {
     truncated: bool,
 }
 
+#[derive(Serialize)]
+struct Deleted {
+    deleted: usize,
+}
+
 /// `GET /admin/retained?filter=F`: the retained messages matching F (at most 10 000).
 pub async fn list(State(state): State<BridgeState>, Query(query): Query<FilterQuery>) -> Response {
     let Some(items) = matching(&state, query.filter) else {
@@ -77,5 +82,8 @@ pub async fn delete(
         );
     }
     info!(count = items.len(), "admin: deleted retained messages");
-    axum::Json(serde_json::json!({"deleted": items.len()})).into_response()
+    axum::Json(Deleted {
+        deleted: items.len(),
+    })
+    .into_response()
 }
