@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::raw::{self, RawClient};
-use common::{node, publish, signal, tool, Sub, Switchboard};
+use common::{node, publish, signal, Sub, Switchboard};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -171,67 +170,6 @@ fn clean_disconnect_does_not_publish_the_will() {
     assert!(watcher.lines().is_empty());
 }
 
-#[test]
-fn mqtt_js_over_websocket_with_protocol_4_and_5() {
-    let sb = Switchboard::start("");
-    let url = format!("ws://127.0.0.1:{}/mqtt", sb.ports.ws);
-    for version in ["4", "5"] {
-        let out = node("roundtrip.js", &[&url, version]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "v{version}: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(stdout.starts_with("ok e2e/js/"), "{stdout}");
-    }
-}
-
-#[test]
-fn mqtts_and_wss_with_the_dev_ca() {
-    let sb = Switchboard::start("");
-    let ca = sb.ca();
-    let ca = ca.to_str().expect("utf-8 path");
-    let tls = sb.ports.tls.to_string();
-    // Waits for the SUBACK (its -d output) before anything is published.
-    let sub = Sub::start_at(
-        "localhost",
-        sb.ports.tls,
-        &["--cafile", ca, "-t", "secure/t", "-C", "1", "-W", "10"],
-    );
-    let out = tool("mosquitto_pub")
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &tls,
-            "--cafile",
-            ca,
-            "-t",
-            "secure/t",
-            "-m",
-            "over tls",
-        ])
-        .output()
-        .expect("mosquitto_pub");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(sub.lines(), vec!["over tls".to_string()]);
-
-    let url = format!("wss://localhost:{}/mqtt", sb.ports.wss);
-    for version in ["4", "5"] {
-        let out = node("roundtrip.js", &[&url, version, ca]);
-        assert!(
-            out.status.success(),
-            "wss v{version}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 /// rumqttd's own listener panicked here and poisoned a lock for every later client.
 #[test]
 fn v5_properties_to_a_311_subscriber_then_reconnect_then_new_client() {
@@ -270,48 +208,6 @@ fn v5_properties_to_a_311_subscriber_then_reconnect_then_new_client() {
     );
     publish(port, &["-t", "props/t", "-m", "third"]);
     assert_eq!(fresh.lines(), vec!["third".to_string()]);
-}
-
-#[test]
-fn idle_sockets_on_tls_and_ws_ports_do_not_delay_new_clients() {
-    let sb = Switchboard::start("");
-    let _idle_tls: Vec<TcpStream> = (0..5)
-        .map(|_| TcpStream::connect(("127.0.0.1", sb.ports.tls)).expect("idle tls"))
-        .collect();
-    let _idle_ws: Vec<TcpStream> = (0..5)
-        .map(|_| TcpStream::connect(("127.0.0.1", sb.ports.ws)).expect("idle ws"))
-        .collect();
-    let ca = sb.ca();
-    let started = Instant::now();
-    let out = tool("mosquitto_pub")
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &sb.ports.tls.to_string(),
-            "--cafile",
-        ])
-        .arg(&ca)
-        .args(["-t", "t", "-m", "m"])
-        .output()
-        .expect("mosquitto_pub");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = format!("ws://127.0.0.1:{}/mqtt", sb.ports.ws);
-    let js = node("roundtrip.js", &[&url, "4"]);
-    assert!(
-        js.status.success(),
-        "{}",
-        String::from_utf8_lossy(&js.stderr)
-    );
-    assert!(
-        started.elapsed() < 5 * SECOND,
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]

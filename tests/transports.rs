@@ -1,0 +1,122 @@
+//! MQTT over every transport: WebSocket (MQTT.js, both versions), TLS and secure
+//! WebSocket with the development CA, and idle sockets on those ports.
+
+// End-to-end tests: a failed expectation is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{node, tool, Sub, Switchboard};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn mqtt_js_over_websocket_with_protocol_4_and_5() {
+    let sb = Switchboard::start("");
+    let url = format!("ws://127.0.0.1:{}/mqtt", sb.ports.ws);
+    for version in ["4", "5"] {
+        let out = node("roundtrip.js", &[&url, version]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "v{version}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("ok e2e/js/"), "{stdout}");
+    }
+}
+
+#[test]
+fn mqtts_and_wss_with_the_dev_ca() {
+    let sb = Switchboard::start("");
+    let ca = sb.ca();
+    let ca = ca.to_str().expect("utf-8 path");
+    let tls = sb.ports.tls.to_string();
+    // Waits for the SUBACK (its -d output) before anything is published.
+    let sub = Sub::start_at(
+        "localhost",
+        sb.ports.tls,
+        &["--cafile", ca, "-t", "secure/t", "-C", "1", "-W", "10"],
+    );
+    let out = tool("mosquitto_pub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &tls,
+            "--cafile",
+            ca,
+            "-t",
+            "secure/t",
+            "-m",
+            "over tls",
+        ])
+        .output()
+        .expect("mosquitto_pub");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sub.lines(), vec!["over tls".to_string()]);
+
+    let url = format!("wss://localhost:{}/mqtt", sb.ports.wss);
+    for version in ["4", "5"] {
+        let out = node("roundtrip.js", &[&url, version, ca]);
+        assert!(
+            out.status.success(),
+            "wss v{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn idle_sockets_on_tls_and_ws_ports_do_not_delay_new_clients() {
+    let sb = Switchboard::start("");
+    let _idle_tls: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(("127.0.0.1", sb.ports.tls)).expect("idle tls"))
+        .collect();
+    let _idle_ws: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(("127.0.0.1", sb.ports.ws)).expect("idle ws"))
+        .collect();
+    let ca = sb.ca();
+    let started = Instant::now();
+    let out = tool("mosquitto_pub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &sb.ports.tls.to_string(),
+            "--cafile",
+        ])
+        .arg(&ca)
+        .args(["-t", "t", "-m", "m"])
+        .output()
+        .expect("mosquitto_pub");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("ws://127.0.0.1:{}/mqtt", sb.ports.ws);
+    let js = node("roundtrip.js", &[&url, "4"]);
+    assert!(
+        js.status.success(),
+        "{}",
+        String::from_utf8_lossy(&js.stderr)
+    );
+    assert!(
+        started.elapsed() < 5 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+}
