@@ -5,6 +5,7 @@ mod autosave;
 mod certs;
 mod fd_budget;
 mod logging;
+mod passwd;
 mod server;
 
 use std::path::PathBuf;
@@ -57,6 +58,16 @@ enum Command {
     /// The data dir itself.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Add or change a user in a password file (argon2; Mosquitto's file format), or
+    /// remove one with -D. The password is read from a prompt, or from stdin.
+    Passwd {
+        /// The password file (`[auth] password_file`); made if missing.
+        file: PathBuf,
+        user: String,
+        /// Remove the user.
+        #[arg(short = 'D')]
+        delete: bool,
+    },
     /// Write a development CA and a localhost server certificate.
     CertsDev {
         /// Output folder (default: certs-dev next to the config file, or ./certs-dev).
@@ -132,6 +143,13 @@ fn main() -> ExitCode {
             Ok(config) => admin::check(&config.node.data_dir)
                 .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
             Err(e) => fail(&e.to_string()),
+        },
+        Command::Passwd { file, user, delete } => match passwd::run(&file, &user, delete) {
+            Ok(done) => {
+                println!("{done} (running brokers reload it on SIGHUP)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
         },
         Command::CertsDev { out } => {
             let out = out.unwrap_or_else(|| match Config::load(cli.config.as_deref()) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use switchboard_bridge::store::{RetainedStore, RetainedWrite, SledStore};
 use switchboard_bridge::{Bridge, HttpServer, HttpState};
+use switchboard_broker::auth::{Auth, AuthState};
 use switchboard_broker::{Broker, Supervisor};
 use switchboard_config::Config;
 use tokio::sync::watch;
@@ -87,7 +88,10 @@ async fn serve(mut config: Config) -> Result<(), String> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (supervisor, mut core_failures) = Supervisor::new();
-    let broker = Broker::start(config.clone(), supervisor.clone());
+    let auth = Auth::load(&config)?;
+    info!("MQTT clients: {}", auth.describe());
+    let auth = Arc::new(AuthState::new(auth));
+    let broker = Broker::start(config.clone(), auth.clone(), supervisor.clone());
     let started = Instant::now();
     let messages = stored.into_iter().filter_map(|r| {
         let usable = switchboard_bridge::topic::valid_topic(&r.topic) && !r.payload.is_empty();
@@ -149,9 +153,14 @@ async fn serve(mut config: Config) -> Result<(), String> {
 
     // A core task that dies makes the broker unready at once; after a graceful
     // attempt the process exits non-zero so a supervisor restarts it.
-    let failure = tokio::select! {
-        _ = wait_for_signal() => None,
-        failure = core_failures.recv() => failure,
+    let failure = loop {
+        tokio::select! {
+            signal = wait_for_signal() => match signal {
+                Signal::Reload => reload(&config, &auth),
+                Signal::Stop => break None,
+            },
+            failure = core_failures.recv() => break failure,
+        }
     };
     ready.store(false, Ordering::Relaxed);
     match &failure {
@@ -183,18 +192,40 @@ async fn serve(mut config: Config) -> Result<(), String> {
     }
 }
 
-async fn wait_for_signal() {
+enum Signal {
+    /// SIGHUP: read the password and ACL files again.
+    Reload,
+    /// SIGINT or SIGTERM: shut down gracefully.
+    Stop,
+}
+
+async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot listen for SIGTERM: {e}");
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(term), Ok(hup)) => (term, hup),
+        (Err(e), _) | (_, Err(e)) => {
+            error!("cannot listen for SIGTERM / SIGHUP: {e}");
             let _ = tokio::signal::ctrl_c().await;
-            return;
+            return Signal::Stop;
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => Signal::Stop,
+        _ = term.recv() => Signal::Stop,
+        _ = hup.recv() => Signal::Reload,
+    }
+}
+
+/// SIGHUP: new users and ACLs for new connections at once and for connected clients
+/// at their next delivery; a file that does not load leaves the old rules in force.
+fn reload(config: &Config, auth: &AuthState) {
+    match auth.reload(config) {
+        Ok(described) => {
+            info!("SIGHUP: password and ACL files reloaded; MQTT clients: {described}")
+        }
+        Err(e) => error!("SIGHUP: {e}; the previous users and ACLs stay in force"),
     }
 }

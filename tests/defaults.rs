@@ -45,7 +45,10 @@ fn print_config_shows_the_effective_defaults() {
         .expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("tcp = \"0.0.0.0:1883\""), "{text}");
+    assert!(
+        text.contains("tcp = \"127.0.0.1:1883\""),
+        "loopback only: {text}"
+    );
     assert!(text.contains("max_payload = \"256KiB\""), "{text}");
     // No dev certificates in this folder: the TLS listeners are off.
     assert!(text.contains("tls = \"\""), "{text}");

@@ -1,8 +1,9 @@
-//! `/admin/retained` (only with `[http] admin = true`): list and delete retained
-//! messages by topic filter, for MQTT subscribers, `joined.state` and the store alike.
+//! `/admin/retained` (only with `[http] admin = true`, for requests bearing
+//! `[http] admin_token`): list and delete retained messages by topic filter, for MQTT
+//! subscribers, `joined.state` and the store alike.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -16,6 +17,40 @@ const MAX_LISTED: usize = 10_000;
 #[derive(Deserialize)]
 pub struct FilterQuery {
     filter: String,
+}
+
+/// `None` for a request bearing the admin token, else the 401 to answer.
+fn unauthorized(state: &BridgeState, headers: &HeaderMap) -> Option<Response> {
+    let token = state.hub.config().http.admin_token.as_deref()?;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    use subtle::ConstantTimeEq;
+    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        return None;
+    }
+    metrics::counter!("switchboard_bridge_refusals_total", "reason" => "admin_token").increment(1);
+    let refusal = (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "the admin API needs Authorization: Bearer <[http] admin_token>\n",
+    );
+    Some(refusal.into_response())
+}
+
+/// The retained messages an authorised request with a valid filter asks for, or
+/// the refusal to answer with.
+fn admitted(
+    state: &BridgeState,
+    headers: &HeaderMap,
+    filter: String,
+) -> Result<Vec<RetainedValue>, Box<Response>> {
+    if let Some(refusal) = unauthorized(state, headers) {
+        return Err(Box::new(refusal));
+    }
+    matching(state, filter).ok_or_else(|| Box::new(bad_filter()))
 }
 
 /// The retained messages matching `filter`, or `None` for an invalid filter.
@@ -47,9 +82,14 @@ struct Deleted {
 }
 
 /// `GET /admin/retained?filter=F`: the retained messages matching F (at most 10 000).
-pub async fn list(State(state): State<BridgeState>, Query(query): Query<FilterQuery>) -> Response {
-    let Some(items) = matching(&state, query.filter) else {
-        return bad_filter();
+pub async fn list(
+    State(state): State<BridgeState>,
+    headers: HeaderMap,
+    Query(query): Query<FilterQuery>,
+) -> Response {
+    let items = match admitted(&state, &headers, query.filter) {
+        Ok(items) => items,
+        Err(refusal) => return *refusal,
     };
     let listing = Listing {
         retained: items
@@ -65,10 +105,12 @@ pub async fn list(State(state): State<BridgeState>, Query(query): Query<FilterQu
 /// `DELETE /admin/retained?filter=F`: clears every retained message matching F.
 pub async fn delete(
     State(state): State<BridgeState>,
+    headers: HeaderMap,
     Query(query): Query<FilterQuery>,
 ) -> Response {
-    let Some(items) = matching(&state, query.filter) else {
-        return bad_filter();
+    let items = match admitted(&state, &headers, query.filter) {
+        Ok(items) => items,
+        Err(refusal) => return *refusal,
     };
     for item in &items {
         state

@@ -49,6 +49,9 @@ impl RoomSpec {
 /// Resolves a room name against the config.
 pub fn resolve(config: &Config, name: &str) -> Result<RoomSpec, (ErrorCode, String)> {
     let max_resume = config.history.max_resume;
+    if let Some(why) = config.mqtt.topic_over_limits(name) {
+        return Err((ErrorCode::InvalidRoom, format!("room name: {why}")));
+    }
     if name == DEVICES_ROOM || name.starts_with("$devices/") {
         let filter = name.strip_prefix("$devices/").unwrap_or("#");
         if !valid_filter(filter) {

@@ -284,7 +284,7 @@ impl Browser {
             };
             let message = match entry {
                 Outgoing::Frame(frame) => text(frame),
-                Outgoing::Joined(joined) => text(encode(&joined)),
+                Outgoing::Joined(joined) => text(encode_reply(&joined)),
                 Outgoing::Ping => WsMessage::Ping(Bytes::new()),
                 Outgoing::Message {
                     frame,
@@ -404,6 +404,21 @@ fn delivery_metrics() -> &'static (Counter, Histogram) {
             histogram!("switchboard_bridge_delivery_seconds"),
         )
     })
+}
+
+/// Replies this large are encoded with the runtime told this worker is busy, so
+/// other connections' tasks move to another thread meanwhile.
+const LARGE_REPLY: usize = 256 * 1024;
+
+fn encode_reply(joined: &crate::joined::Joined) -> Bytes {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_thread = Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if joined.size >= LARGE_REPLY && multi_thread {
+        tokio::task::block_in_place(|| encode(joined))
+    } else {
+        encode(joined)
+    }
 }
 
 /// Frames are JSON we encoded ourselves (UTF-8); the check is a scan, not a copy.

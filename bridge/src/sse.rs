@@ -36,6 +36,11 @@ pub async fn stream(
         .map(|(_, v)| v)
         .collect();
     let config = bridge.hub.config();
+    let origin = headers.get("origin").and_then(|v| v.to_str().ok());
+    if let Err(why) = switchboard_broker::origin::check(origin, &config.http) {
+        metrics::counter!("switchboard_bridge_refusals_total", "reason" => "origin").increment(1);
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
     if rooms.is_empty() {
         return (StatusCode::BAD_REQUEST, "give at least one ?room=\n").into_response();
     }

@@ -31,13 +31,9 @@ pub async fn websocket(
     let config = state.hub.config();
     let headers = request.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if let Err(why) = origin_allowed(
-        origin,
-        &config.http.allowed_origins,
-        config.http.require_origin,
-    ) {
+    if let Err(why) = switchboard_broker::origin::check(origin, &config.http) {
         refused(peer, "origin", &why);
-        return (StatusCode::FORBIDDEN, why).into_response();
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
     }
     let key = match upgrade_key(headers) {
         Ok(key) => key,
@@ -129,14 +125,4 @@ fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-}
-
-fn origin_allowed(origin: Option<&str>, allowed: &[String], required: bool) -> Result<(), String> {
-    match origin {
-        None if required => Err("an Origin header is required\n".into()),
-        None => Ok(()),
-        Some(_) if allowed.is_empty() => Ok(()),
-        Some(origin) if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) => Ok(()),
-        Some(origin) => Err(format!("origin {origin} is not allowed\n")),
-    }
 }

@@ -162,6 +162,40 @@ pub(crate) struct Connection<I> {
     pub congested: Vec<Arc<Session>>,
     /// The session expiry in force (seconds; v5 DISCONNECT may change it).
     pub session_expiry: u32,
+    /// What the ACL lets this client read and write.
+    pub access: crate::auth::ClientAccess,
+    /// PUBLISH packets taken from the current read (for `max_messages_per_sec`).
+    pub publishes_read: u32,
+    /// `[mqtt] max_messages_per_sec`, when set.
+    pub publish_rate: Option<PublishRate>,
+}
+
+/// A token bucket over a client's PUBLISH packets: past it, the socket is not read
+/// until the client is back within its rate (TCP backpressure, nothing dropped).
+pub(crate) struct PublishRate {
+    per_second: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl PublishRate {
+    pub fn new(per_second: u32) -> Option<PublishRate> {
+        (per_second > 0).then(|| PublishRate {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second) * 2.0,
+            refilled: Instant::now(),
+        })
+    }
+
+    /// Takes `count` tokens; how long to stop reading when that overdrew the bucket.
+    fn take(&mut self, count: u32) -> Option<Duration> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second * 2.0);
+        self.tokens -= f64::from(count);
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.per_second))
+    }
 }
 
 impl<I: MqttIo> Live<I> {
@@ -191,6 +225,17 @@ impl<I: MqttIo> Live<I> {
                 if !connection.congested.is_empty() {
                     let congested = std::mem::take(&mut connection.congested);
                     *waiting = Some(Box::pin(wait_for_room(congested, patience)));
+                }
+                let published = std::mem::take(&mut connection.publishes_read);
+                if let Some(pause) = connection
+                    .publish_rate
+                    .as_mut()
+                    .and_then(|r| r.take(published))
+                {
+                    if waiting.is_none() {
+                        metrics::counter!("switchboard_mqtt_rate_limited_total").increment(1);
+                        *waiting = Some(Box::pin(tokio::time::sleep(pause)));
+                    }
                 }
             }
             // What is left in the buffer is the start of a packet (unless decoding

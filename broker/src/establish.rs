@@ -12,8 +12,10 @@ use metrics::counter;
 use rumqttd::protocol::{ConnAck, ConnAckProperties, ConnectReturnCode, Packet};
 use tracing::{debug, warn};
 
+use crate::auth::{ClientAccess, LoginRefused};
 use crate::codec::Codec;
 use crate::connect::{client_id_problem, read_connect, ConnectRequest};
+use crate::connection::PublishRate;
 use crate::connection::{Connection, Incoming, Live, PACKET_OVERHEAD};
 use crate::packet::{refusal, Refusal, Version};
 use crate::presence::Presence;
@@ -100,6 +102,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         refuse_busy(&mut io, &codec, peer, listener, &detail).await;
         return None;
     }
+    let login = request.login.clone();
     let accepted = match admit(&edge, request, peer) {
         Ok(accepted) => accepted,
         Err((reason, detail)) => {
@@ -107,6 +110,56 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
             return None;
         }
     };
+    let (username, password) = match login {
+        Some(login) => (
+            Some(login.username).filter(|u| !u.is_empty()),
+            login.password.into_bytes(),
+        ),
+        None => (None, Vec::new()),
+    };
+    let loopback = edge.loopback(listener);
+    if let Err(refused) = edge.auth.login(username.clone(), password, loopback).await {
+        let (reason, detail) = match refused {
+            LoginRefused::BadCredentials => (
+                Refusal::BadCredentials,
+                format!(
+                    "bad username or password (user {:?})",
+                    username.unwrap_or_default()
+                ),
+            ),
+            LoginRefused::AnonymousNotAllowed => (
+                Refusal::NotAuthorized,
+                if loopback {
+                    "anonymous clients are not allowed ([auth] allow_anonymous)".to_string()
+                } else {
+                    "anonymous clients are refused beyond loopback unless [auth] allow_anonymous = true".to_string()
+                },
+            ),
+        };
+        refuse(&mut io, &codec, peer, listener, reason, &detail).await;
+        return None;
+    }
+    if !edge
+        .auth
+        .current()
+        .may_take_client_id(accepted.username.as_deref(), &accepted.client_id)
+    {
+        let detail = format!(
+            "client id {:?} is not one user {:?} may take ([auth] client_id_pattern)",
+            accepted.client_id,
+            accepted.username.as_deref().unwrap_or_default()
+        );
+        refuse(
+            &mut io,
+            &codec,
+            peer,
+            listener,
+            Refusal::ClientIdInvalid,
+            &detail,
+        )
+        .await;
+        return None;
+    }
 
     let (claim, took_over) = edge.sessions.claim(&accepted.client_id).await;
     let attached = if accepted.clean_start && accepted.session_expiry == 0 {
@@ -141,6 +194,13 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         aliases: BTreeMap::new(),
         client_max_packet: accepted.client_max_packet,
         counters: edge.packet_counters(listener),
+        publishes_read: 0,
+        publish_rate: PublishRate::new(config.max_messages_per_sec),
+        access: ClientAccess::new(
+            &edge.auth,
+            accepted.username.clone(),
+            accepted.client_id.clone(),
+        ),
         retained_writes: Vec::new(),
         congested: Vec::new(),
         session_expiry: accepted.session_expiry,

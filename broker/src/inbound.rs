@@ -218,12 +218,25 @@ impl<I: MqttIo> Connection<I> {
                 why.describe(),
             ));
         }
-        let refused = topic.starts_with('$');
-        if refused {
-            debug!(client_id = %self.client_id, topic, "refused a publish to a $-topic");
-            metrics::counter!("switchboard_mqtt_publishes_refused_total", "reason" => "dollar_topic")
+        let refusal = if topic.starts_with('$') {
+            Some(("dollar_topic", false))
+        } else if let Some(why) = self.edge.config.mqtt.topic_over_limits(topic) {
+            debug!(client_id = %self.client_id, "{why}");
+            Some(("topic_limits", true))
+        } else if !self.access.rights(&self.edge.auth).may_write(topic) {
+            Some(("not_authorized", false))
+        } else {
+            None
+        };
+        let refused = refusal.is_some();
+        // v5 acks say why: 0x90 for a topic over the limits, else 0x87.
+        let topic_invalid = refusal.is_some_and(|(_, invalid)| invalid);
+        if let Some((reason, _)) = refusal {
+            debug!(client_id = %self.client_id, topic, reason, "refused a publish");
+            metrics::counter!("switchboard_mqtt_publishes_refused_total", "reason" => reason)
                 .increment(1);
         }
+        self.publishes_read += 1;
         let deliver = match qos {
             2 => {
                 let receive_maximum = self.edge.config.mqtt.receive_maximum;
@@ -249,10 +262,10 @@ impl<I: MqttIo> Connection<I> {
             1 => self.encode(Packet::PubAck(
                 PubAck {
                     pkid,
-                    reason: if v5_refused {
-                        PubAckReason::NotAuthorized
-                    } else {
-                        PubAckReason::Success
+                    reason: match (v5_refused, topic_invalid) {
+                        (false, _) => PubAckReason::Success,
+                        (true, true) => PubAckReason::TopicNameInvalid,
+                        (true, false) => PubAckReason::NotAuthorized,
                     },
                 },
                 None,
@@ -267,10 +280,10 @@ impl<I: MqttIo> Connection<I> {
                 self.encode(Packet::PubRec(
                     PubRec {
                         pkid,
-                        reason: if v5_refused {
-                            PubRecReason::NotAuthorized
-                        } else {
-                            PubRecReason::Success
+                        reason: match (v5_refused, topic_invalid) {
+                            (false, _) => PubRecReason::Success,
+                            (true, true) => PubRecReason::TopicNameInvalid,
+                            (true, false) => PubRecReason::NotAuthorized,
                         },
                     },
                     None,

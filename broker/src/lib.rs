@@ -8,6 +8,7 @@
 //! [`Broker::serve`] starts accepting; [`Broker::shutdown`] stops accepting, ends
 //! every connection and waits for them within a grace period.
 
+pub mod auth;
 mod codec;
 mod connect;
 mod connection;
@@ -15,8 +16,10 @@ mod establish;
 pub mod events;
 mod inbound;
 mod listener;
+pub mod origin;
 mod outbound;
 pub mod packet;
+mod per_ip;
 mod presence;
 mod publish_wire;
 pub mod repeats;
@@ -66,6 +69,7 @@ pub enum BrokerError {
 /// What every connection task shares.
 pub struct Edge {
     pub(crate) config: Arc<Config>,
+    pub(crate) auth: Arc<auth::AuthState>,
     pub(crate) router: Arc<Router>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) events: EventFeed,
@@ -75,6 +79,19 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// Whether the listener with this label is bound to a loopback address.
+    pub(crate) fn loopback(&self, listener: &str) -> bool {
+        let config = &self.config;
+        let listen = match listener {
+            "tcp" => config.mqtt.tcp.clone(),
+            "tls" => config.tls_listen(),
+            "ws" => config.mqtt.ws.clone(),
+            "wss" => config.wss_listen(),
+            _ => return false,
+        };
+        listen.addr().is_some_and(|addr| addr.ip().is_loopback())
+    }
+
     pub(crate) fn packet_counters(
         &self,
         listener: &'static str,
@@ -97,7 +114,11 @@ pub struct Broker {
 impl Broker {
     /// Creates the routing core and its housekeeping tasks (session expiry, `$SYS`).
     /// Call inside the runtime.
-    pub fn start(config: Arc<Config>, supervisor: Supervisor) -> Broker {
+    pub fn start(
+        config: Arc<Config>,
+        auth: Arc<auth::AuthState>,
+        supervisor: Supervisor,
+    ) -> Broker {
         let mqtt = &config.mqtt;
         let limits = Limits {
             queue: QueueLimits {
@@ -116,6 +137,7 @@ impl Broker {
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let edge = Arc::new(Edge {
             config,
+            auth,
             router,
             sessions: Arc::default(),
             events,
@@ -200,6 +222,10 @@ impl Broker {
             edge: self.edge.clone(),
             connections: Arc::new(Semaphore::new(mqtt.max_connections)),
             refusals: Arc::new(Semaphore::new(mqtt.max_refusals_in_flight)),
+            per_ip: Arc::new(per_ip::PerIp::new(
+                mqtt.max_connections_per_ip,
+                mqtt.max_connect_rate_per_ip,
+            )),
             shutdown: self.shutdown.subscribe(),
             alive: self.alive_tx.clone(),
         };
@@ -209,10 +235,19 @@ impl Broker {
                     ListenerKind::Ws | ListenerKind::Wss => MQTT_WS_PATH,
                     _ => "",
                 };
+                let loopback = addr.ip().is_loopback();
+                let auth = self.edge.auth.current();
                 info!(
                     listener = bound.kind.label(),
-                    "MQTT listening on {addr}{scheme}"
+                    "MQTT listening on {addr}{scheme}: {}",
+                    auth.describe_listener(loopback)
                 );
+                if auth.anonymous_exposed(loopback) {
+                    warn!(
+                        listener = bound.kind.label(),
+                        "anonymous clients may connect on {addr}, beyond loopback ([auth] allow_anonymous = true): anyone who reaches it may read and publish"
+                    );
+                }
             }
             let task = match bound.kind {
                 ListenerKind::Tcp => "mqtt tcp listener",

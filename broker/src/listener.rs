@@ -66,6 +66,7 @@ pub struct AcceptContext {
     pub edge: Arc<Edge>,
     pub connections: Arc<Semaphore>,
     pub refusals: Arc<Semaphore>,
+    pub per_ip: Arc<crate::per_ip::PerIp>,
     pub shutdown: watch::Receiver<bool>,
     /// Held by every connection task; the broker waits for all clones to drop.
     pub alive: mpsc::Sender<()>,
@@ -100,6 +101,16 @@ pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
                 continue;
             }
         };
+        let per_ip = match ctx.per_ip.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                counter!("switchboard_mqtt_refusals_total", "reason" => reason).increment(1);
+                if crate::repeats::allow_refusal(reason) {
+                    warn!(%peer, listener = kind.label(), reason, "connection refused at accept ([mqtt] {reason})");
+                }
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let permit = ctx.connections.clone().try_acquire_owned().ok();
         let refusal_slot = match permit {
@@ -116,6 +127,7 @@ pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
             },
         };
         let held = Held {
+            _per_ip: per_ip,
             admitted: permit,
             _refusal_slot: refusal_slot,
             _alive: ctx.alive.clone(),
@@ -158,6 +170,7 @@ pub async fn accept_loop(bound: BoundListener, ctx: AcceptContext) {
 /// What a connection holds until it ends: its connection slot (or, refused, its
 /// refusal slot) and the broker's liveness token.
 struct Held {
+    _per_ip: Option<crate::per_ip::PerIpSlot>,
     /// `None` when the server is at `max_connections`.
     admitted: Option<OwnedSemaphorePermit>,
     _refusal_slot: Option<OwnedSemaphorePermit>,
@@ -203,7 +216,7 @@ async fn handshake_then_serve(
     deadline: Instant,
 ) {
     let label = kind.label();
-    let limits = WsLimits::of(&ctx.edge.config.mqtt);
+    let limits = WsLimits::of(&ctx.edge.config);
     let (acceptor, then_websocket) = match handshake {
         Handshake::WebSocket => {
             Box::pin(async {
@@ -248,18 +261,21 @@ fn handshake_failed(peer: SocketAddr, listener: &'static str, detail: &str) {
     }
 }
 
-/// What an MQTT WebSocket frame may hold, and how long it may take.
-struct WsLimits {
+/// What an MQTT WebSocket frame may hold, how long it may take, and which browser
+/// pages may open one (`[http] allowed_origins`, as for `/ws`).
+struct WsLimits<'a> {
     /// One packet: `max_payload` plus room for topic and properties.
     max_message: usize,
     frame_timeout: Duration,
+    http: &'a switchboard_config::HttpConfig,
 }
 
-impl WsLimits {
-    fn of(mqtt: &switchboard_config::MqttConfig) -> WsLimits {
+impl WsLimits<'_> {
+    fn of(config: &switchboard_config::Config) -> WsLimits<'_> {
         WsLimits {
-            max_message: mqtt.max_payload.as_usize() + 128 * 1024,
-            frame_timeout: Duration::from_secs(mqtt.packet_timeout_secs),
+            max_message: config.mqtt.max_payload.as_usize() + 128 * 1024,
+            frame_timeout: Duration::from_secs(config.mqtt.packet_timeout_secs),
+            http: &config.http,
         }
     }
 }
@@ -270,7 +286,7 @@ async fn websocket<S>(
     peer: SocketAddr,
     listener: &'static str,
     deadline: Instant,
-    limits: &WsLimits,
+    limits: &WsLimits<'_>,
 ) -> Option<WsStream<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -280,9 +296,12 @@ where
         .max_frame_size(Some(limits.max_message))
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0);
+    let http = limits.http;
+    // The callback's error is tungstenite's response type: its size is not ours.
+    #[allow(clippy::result_large_err)]
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
         Watched::new(stream),
-        choose_subprotocol,
+        |request: &Request, response: Response| choose_subprotocol(request, response, http),
         Some(config),
     );
     match timeout_at(deadline, upgrade).await {
@@ -302,7 +321,18 @@ where
 fn choose_subprotocol(
     request: &Request,
     mut response: Response,
+    http: &switchboard_config::HttpConfig,
 ) -> Result<Response, ErrorResponse> {
+    let origin = request
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok());
+    if let Err(why) = crate::origin::check(origin, http) {
+        counter!("switchboard_mqtt_refusals_total", "reason" => "origin").increment(1);
+        let mut refusal = ErrorResponse::new(Some(why));
+        *refusal.status_mut() = StatusCode::FORBIDDEN;
+        return Err(refusal);
+    }
     if request.uri().path() != MQTT_WS_PATH {
         let mut refusal = ErrorResponse::new(Some(format!(
             "MQTT over WebSocket is served at {MQTT_WS_PATH}"

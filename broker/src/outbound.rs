@@ -77,6 +77,18 @@ impl<I: MqttIo> Connection<I> {
                     pkid,
                     dup,
                 };
+                // A wildcard subscription broader than the client's read grant (or
+                // rights that shrank on reload): what it may not read is not sent.
+                if !self
+                    .access
+                    .rights(&self.edge.auth)
+                    .may_read(&delivery.message.topic)
+                {
+                    if let (true, Some(session)) = (delivery.qos > 0, self.opened_session()) {
+                        session.complete(pkid);
+                    }
+                    return;
+                }
                 let start = self.out.len();
                 let version = self.codec.version();
                 let written = encode_publish(&delivery, &header, version, now, &mut self.out);

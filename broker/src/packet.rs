@@ -144,6 +144,10 @@ pub enum Refusal {
     ProtocolError,
     Handshake,
     WillTopicInvalid,
+    /// Unknown user or wrong password.
+    BadCredentials,
+    /// No username where one is required.
+    NotAuthorized,
 }
 
 impl Refusal {
@@ -158,6 +162,8 @@ impl Refusal {
             Refusal::ProtocolError => "protocol_error",
             Refusal::Handshake => "handshake_failed",
             Refusal::WillTopicInvalid => "will_topic_invalid",
+            Refusal::BadCredentials => "bad_credentials",
+            Refusal::NotAuthorized => "not_authorized",
         }
     }
 
@@ -170,6 +176,8 @@ impl Refusal {
             }
             // A protocol violation: 3.1.1 closes the connection without CONNACK.
             Refusal::WillTopicInvalid => return None,
+            Refusal::BadCredentials => ConnectReturnCode::BadUserNamePassword,
+            Refusal::NotAuthorized => ConnectReturnCode::NotAuthorized,
             _ => ConnectReturnCode::ServiceUnavailable,
         })
     }
@@ -185,6 +193,8 @@ impl Refusal {
                 ConnectReturnCode::ProtocolError
             }
             Refusal::WillTopicInvalid => ConnectReturnCode::TopicNameInvalid,
+            Refusal::BadCredentials => ConnectReturnCode::BadUserNamePassword,
+            Refusal::NotAuthorized => ConnectReturnCode::NotAuthorized,
         }
     }
 }

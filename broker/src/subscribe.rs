@@ -10,6 +10,7 @@ use rumqttd::protocol::{
 use switchboard_router::{FilterSpec, Session, SubscriptionOptions};
 use tracing::debug;
 
+use crate::auth::SubscribeRight;
 use crate::connection::{violation, Connection, End};
 use crate::packet::Version;
 use crate::transport::MqttIo;
@@ -50,6 +51,33 @@ impl<I: MqttIo> Connection<I> {
                         DisconnectReasonCode::ProtocolError,
                         "No Local on a shared subscription",
                     ))
+                }
+                Ok(spec)
+                    if self
+                        .edge
+                        .config
+                        .mqtt
+                        .topic_over_limits(&spec.filter)
+                        .is_some() =>
+                {
+                    debug!(client_id = %self.client_id, filter = %filter.path, "refused filter: over the topic limits");
+                    if v5 {
+                        SubscribeReasonCode::TopicFilterInvalid
+                    } else {
+                        SubscribeReasonCode::Failure
+                    }
+                }
+                Ok(spec)
+                    if self.access.rights(&self.edge.auth).subscribe(&spec.filter)
+                        == SubscribeRight::Denied =>
+                {
+                    debug!(client_id = %self.client_id, filter = %filter.path, "subscription not authorized by the ACL");
+                    metrics::counter!("switchboard_mqtt_subscriptions_refused_total", "reason" => "not_authorized").increment(1);
+                    if v5 {
+                        SubscribeReasonCode::NotAuthorized
+                    } else {
+                        SubscribeReasonCode::Failure
+                    }
                 }
                 Ok(spec) if self.over_subscription_limit(&session, &spec) => {
                     if v5 {

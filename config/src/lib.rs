@@ -53,6 +53,7 @@ pub struct Config {
     /// Configured rooms by name.
     pub rooms: BTreeMap<String, RoomConfig>,
     pub log: LogConfig,
+    pub auth: AuthConfig,
     /// Where this configuration came from (`None`: embedded defaults). Not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -204,6 +205,8 @@ impl Config {
                 "mqtt.packet_timeout_secs",
                 self.mqtt.packet_timeout_secs as usize,
             ),
+            ("mqtt.max_topic_length", self.mqtt.max_topic_length),
+            ("mqtt.max_topic_levels", self.mqtt.max_topic_levels),
             ("history.max_bytes", self.history.max_bytes.as_usize()),
             (
                 "http.header_timeout_secs",
@@ -241,6 +244,12 @@ impl Config {
             return Err(invalid("node.data_dir", "must not be empty"));
         }
         check_log_filter(&self.log.level).map_err(|m| invalid("log.level", &m))?;
+        if self.http.admin && self.http.admin_token.as_ref().is_none_or(|t| t.len() < 16) {
+            return Err(invalid(
+                "http.admin_token",
+                "the admin API needs a token of at least 16 characters (e.g. `openssl rand -hex 16`)",
+            ));
+        }
         for (module, level) in &self.log.modules {
             let key = format!("log.modules.{module}");
             if module.is_empty() || module.contains([',', '=', ' ']) {
@@ -275,6 +284,14 @@ impl Config {
             &mut self.tls.cert,
             &mut self.tls.key,
         ] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+        for path in [&mut self.auth.password_file, &mut self.auth.acl_file]
+            .into_iter()
+            .flatten()
+        {
             if path.is_relative() {
                 *path = base.join(&*path);
             }

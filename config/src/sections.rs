@@ -50,10 +50,23 @@ pub struct MqttConfig {
     pub packet_timeout_secs: u64,
     /// Longest client id accepted (bytes).
     pub max_client_id_len: usize,
+    /// Longest topic name or filter accepted (bytes; MQTT allows 65 535).
+    pub max_topic_length: usize,
+    /// Most levels (`/`-separated parts) in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// PUBLISH packets one client may send per second (burst twice that); past it
+    /// its socket is read more slowly (TCP backpressure), nothing is dropped.
+    /// `0` = no limit.
+    pub max_messages_per_sec: u32,
     /// Topic aliases a v5 client may use towards us (CONNACK Topic Alias Maximum).
     pub topic_alias_max: u16,
     /// Connections over `max_connections` that may still be told "server busy" at once.
     pub max_refusals_in_flight: usize,
+    /// Connections open at once from one source address (`0` = no limit).
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one source address, burst twice that
+    /// (`0` = no limit).
+    pub max_connect_rate_per_ip: u32,
     /// Messages queued for one session (connected or offline) before QoS 0 ones are
     /// dropped and QoS 1/2 publishers are slowed (Mosquitto's `max_queued_messages`).
     pub max_queued_messages: usize,
@@ -85,8 +98,8 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            tcp: Listen::on("0.0.0.0:1883"),
-            ws: Listen::on("0.0.0.0:8083"),
+            tcp: Listen::on("127.0.0.1:1883"),
+            ws: Listen::on("127.0.0.1:8083"),
             tls: None,
             wss: None,
             max_connections: 100_000,
@@ -95,8 +108,13 @@ impl Default for MqttConfig {
             connect_timeout_secs: 10,
             packet_timeout_secs: 30,
             max_client_id_len: 256,
+            max_topic_length: 65_535,
+            max_topic_levels: 128,
+            max_messages_per_sec: 0,
             topic_alias_max: 32,
             max_refusals_in_flight: 64,
+            max_connections_per_ip: 0,
+            max_connect_rate_per_ip: 0,
             max_queued_messages: 1_000,
             max_queued_bytes: ByteSize(8 * 1024 * 1024),
             max_inflight: 20,
@@ -111,18 +129,41 @@ impl Default for MqttConfig {
     }
 }
 
-pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:8883";
-pub const DEFAULT_WSS_LISTEN: &str = "0.0.0.0:8084";
+impl MqttConfig {
+    /// Why a topic name or filter is over `max_topic_length` / `max_topic_levels`.
+    pub fn topic_over_limits(&self, topic: &str) -> Option<String> {
+        if topic.len() > self.max_topic_length {
+            return Some(format!(
+                "topic of {} bytes is over max_topic_length {}",
+                topic.len(),
+                self.max_topic_length
+            ));
+        }
+        let levels = topic.bytes().filter(|b| *b == b'/').count() + 1;
+        (levels > self.max_topic_levels).then(|| {
+            format!(
+                "topic of {levels} levels is over max_topic_levels {}",
+                self.max_topic_levels
+            )
+        })
+    }
+}
+
+pub const DEFAULT_TLS_LISTEN: &str = "127.0.0.1:8883";
+pub const DEFAULT_WSS_LISTEN: &str = "127.0.0.1:8084";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Browser bridge, metrics and health.
     pub listen: Listen,
-    /// Serve `/admin/retained` (list, get, delete retained messages). Unauthenticated:
-    /// turn on only where the HTTP listener is not reachable by untrusted clients.
+    /// Serve `/admin/retained` (list, get, delete retained messages), to requests with
+    /// `Authorization: Bearer <admin_token>`.
     pub admin: bool,
-    /// Origins allowed to open `/ws` (exact `scheme://host:port`); empty = any.
+    /// The admin API's token (required with `admin = true`; at least 16 characters).
+    pub admin_token: Option<String>,
+    /// Origins allowed to open `/ws`, `/sse` and MQTT over WebSocket (exact
+    /// `scheme://host:port`); empty = any.
     pub allowed_origins: Vec<String>,
     /// Refuse WebSocket upgrades without an `Origin` header (non-browser clients).
     pub require_origin: bool,
@@ -138,8 +179,9 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            listen: Listen::on("0.0.0.0:8080"),
+            listen: Listen::on("127.0.0.1:8080"),
             admin: false,
+            admin_token: None,
             allowed_origins: Vec::new(),
             require_origin: false,
             header_timeout_secs: 10,
@@ -301,6 +343,24 @@ impl Default for TlsConfig {
             key: PathBuf::from("certs-dev/server.key"),
         }
     }
+}
+
+/// Who may connect over MQTT and what each client may read and write.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Mosquitto's password file format (`user:hash` lines; `mosquitto_passwd`'s
+    /// `$7$` and `$6$` hashes and `switchboard passwd`'s argon2 ones). Set: clients
+    /// must log in with a user in it, unless `allow_anonymous`.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto's acl_file syntax. Set: anything not granted is denied.
+    pub acl_file: Option<PathBuf>,
+    /// Clients without a username may connect. Absent: true on loopback listeners
+    /// without a password file, false otherwise (Mosquitto 2's rule).
+    pub allow_anonymous: Option<bool>,
+    /// The client ids a user may take, `%u` for the username and `*` for anything
+    /// (e.g. `"%u-*"`), so one user cannot take over another's device id.
+    pub client_id_pattern: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -181,6 +181,25 @@ pub fn connect_v5(
     out.to_vec()
 }
 
+/// A clean-session CONNECT as `client_id` with a username and password.
+pub fn connect_login_as(v5: bool, client_id: &str, login: (&str, &str)) -> Vec<u8> {
+    connect_login(v5, client_id, Some(login))
+}
+
+/// A clean-session CONNECT with a username and password (`None`: no login at all).
+pub fn connect_login(v5: bool, client_id: &str, login: Option<(&str, &str)>) -> Vec<u8> {
+    let connect = Connect {
+        keep_alive: 60,
+        client_id: client_id.to_string(),
+        clean_session: true,
+    };
+    let login = login.map(|(username, password)| rumqttd::protocol::Login {
+        username: username.to_string(),
+        password: password.to_string(),
+    });
+    encode(v5, Packet::Connect(connect, None, None, None, login))
+}
+
 pub fn connect_properties() -> ConnectProperties {
     ConnectProperties {
         session_expiry_interval: None,
@@ -286,6 +305,19 @@ pub fn publish_parts(frame: &Frame, v5: bool) -> (String, Vec<u8>) {
 }
 
 /// A 3.1.1 PUBLISH with any QoS and the retain flag, encoded by hand.
+/// A v5 PUBLISH at `qos` with packet id `pkid` and no properties.
+pub fn publish_with_v5(topic: &str, payload: &[u8], qos: u8, pkid: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    body.push(0);
+    body.extend_from_slice(payload);
+    frame(0x30 | (qos << 1), body)
+}
+
 pub fn publish_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: bool) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&(topic.len() as u16).to_be_bytes());

@@ -50,6 +50,24 @@ impl RawWs {
         }
     }
 
+    /// The status line an upgrade of `path` with `headers` (each `Name: value\r\n`)
+    /// gets, without completing anything else.
+    pub fn upgrade_status(port: u16, path: &str, headers: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: switchboard.v1.json, mqtt\r\n{headers}\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut head = [0u8; 256];
+        let n = stream.read(&mut head).unwrap_or(0);
+        String::from_utf8_lossy(&head[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     fn fill(&mut self, within: Duration) -> bool {
         let _ = self
             .stream
