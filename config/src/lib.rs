@@ -6,6 +6,7 @@
 //! when there is no file).
 
 mod listen;
+mod log_filter;
 mod period;
 mod sections;
 mod size;
@@ -243,24 +244,12 @@ impl Config {
         if self.data_dir_is_empty() {
             return Err(invalid("node.data_dir", "must not be empty"));
         }
-        check_log_filter(&self.log.level).map_err(|m| invalid("log.level", &m))?;
+        log_filter::check(&self.log).map_err(|(key, message)| invalid(&key, &message))?;
         if self.http.admin && self.http.admin_token.as_ref().is_none_or(|t| t.len() < 16) {
             return Err(invalid(
                 "http.admin_token",
                 "the admin API needs a token of at least 16 characters (e.g. `openssl rand -hex 16`)",
             ));
-        }
-        for (module, level) in &self.log.modules {
-            let key = format!("log.modules.{module}");
-            if module.is_empty() || module.contains([',', '=', ' ']) {
-                return Err(invalid(
-                    &key,
-                    "is not a module path like switchboard_bridge",
-                ));
-            }
-            if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-                return Err(invalid(&key, &level_hint(level)));
-            }
         }
         Ok(())
     }
@@ -332,32 +321,6 @@ impl Config {
         toml::to_string_pretty(&effective)
             .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
-}
-
-const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
-
-fn level_hint(level: &str) -> String {
-    format!("{level:?} is not a level: use error, warn, info, debug, trace or off")
-}
-
-/// A tracing filter: comma-separated `level` or `module=level` directives.
-fn check_log_filter(filter: &str) -> Result<(), String> {
-    if filter.trim().is_empty() {
-        return Err(level_hint(filter));
-    }
-    for directive in filter.split(',').map(str::trim) {
-        let (module, level) = match directive.split_once('=') {
-            Some((module, level)) => (Some(module.trim()), level.trim()),
-            None => (None, directive),
-        };
-        if module.is_some_and(|m| m.is_empty() || m.contains(' ')) {
-            return Err(format!("{directive:?} is not a module=level directive"));
-        }
-        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            return Err(level_hint(level));
-        }
-    }
-    Ok(())
 }
 
 /// An MQTT topic filter: non-empty, `#` only as the whole last level, `+` only as a

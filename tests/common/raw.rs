@@ -304,26 +304,33 @@ pub fn publish_parts(frame: &Frame, v5: bool) -> (String, Vec<u8>) {
     (topic, body[at..].to_vec())
 }
 
-/// A 3.1.1 PUBLISH with any QoS and the retain flag, encoded by hand.
 /// A v5 PUBLISH at `qos` with packet id `pkid` and no properties.
 pub fn publish_with_v5(topic: &str, payload: &[u8], qos: u8, pkid: u16) -> Vec<u8> {
+    publish_body(topic, payload, qos, pkid, false, true)
+}
+
+/// A 3.1.1 PUBLISH with any QoS and the retain flag, encoded by hand.
+pub fn publish_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: bool) -> Vec<u8> {
+    publish_body(topic, payload, qos, pkid, retain, false)
+}
+
+fn publish_body(
+    topic: &str,
+    payload: &[u8],
+    qos: u8,
+    pkid: u16,
+    retain: bool,
+    v5: bool,
+) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
     body.extend_from_slice(topic.as_bytes());
     if qos > 0 {
         body.extend_from_slice(&pkid.to_be_bytes());
     }
-    body.push(0);
-    body.extend_from_slice(payload);
-    frame(0x30 | (qos << 1), body)
-}
-
-pub fn publish_with(topic: &str, payload: &[u8], qos: u8, pkid: u16, retain: bool) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    body.extend_from_slice(topic.as_bytes());
-    if qos > 0 {
-        body.extend_from_slice(&pkid.to_be_bytes());
+    if v5 {
+        // An empty properties section.
+        body.push(0);
     }
     body.extend_from_slice(payload);
     frame(0x30 | (qos << 1) | u8::from(retain), body)
