@@ -42,6 +42,20 @@ pub fn write_dev_certificates(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .signed_by(&key, &ca_cert, &ca_key)
         .map_err(|e| err("server", e))?;
 
+    // A client certificate for `[tls] client_ca = "certs-dev/ca.pem"`: logs in as
+    // `dev-client`.
+    let mut client_params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| err("client", e))?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "dev-client");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let client_key = KeyPair::generate().map_err(|e| err("client key", e))?;
+    let client_cert = client_params
+        .signed_by(&client_key, &ca_cert, &ca_key)
+        .map_err(|e| err("client", e))?;
+
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("certs-dev: cannot create {}: {e}", dir.display()))?;
     let files = [
@@ -49,6 +63,8 @@ pub fn write_dev_certificates(dir: &Path) -> Result<Vec<PathBuf>, String> {
         ("ca.key", ca_key.serialize_pem()),
         ("server.pem", cert.pem()),
         ("server.key", key.serialize_pem()),
+        ("client.pem", client_cert.pem()),
+        ("client.key", client_key.serialize_pem()),
     ];
     let mut written = Vec::new();
     for (name, contents) in files {

@@ -7,6 +7,7 @@ mod fd_budget;
 mod logging;
 mod passwd;
 mod server;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,9 @@ enum Command {
         #[arg(short = 'D')]
         delete: bool,
     },
+    /// Mint a token for development (HS256 with [auth] jwt_secret, or signed with
+    /// --key): prints it on stdout.
+    Token(token::TokenArgs),
     /// Write a development CA and a localhost server certificate.
     CertsDev {
         /// Output folder (default: certs-dev next to the config file, or ./certs-dev).
@@ -147,6 +151,13 @@ fn main() -> ExitCode {
         Command::Passwd { file, user, delete } => match passwd::run(&file, &user, delete) {
             Ok(done) => {
                 println!("{done} (running brokers reload it on SIGHUP)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Token(args) => match token::mint(cli.config.as_deref(), &args) {
+            Ok(token) => {
+                println!("{token}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

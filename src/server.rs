@@ -125,13 +125,18 @@ async fn serve(mut config: Config) -> Result<(), String> {
         broker.router(),
         broker.events(),
         store.clone(),
+        auth.clone(),
         stop_rx.clone(),
         &supervisor,
     )
     .map_err(|e| e.to_string())?;
     let mqtt_listeners = broker.bind().await.map_err(|e| e.to_string())?;
     let http = match config.http.listen.addr() {
-        Some(addr) => Some(HttpServer::bind(addr).await.map_err(|e| e.to_string())?),
+        Some(addr) => Some(
+            HttpServer::bind(addr, &config)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
 

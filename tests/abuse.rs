@@ -120,7 +120,9 @@ fn half_requests(
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_thousand_unfinished_http_requests_leave_mqtt_health_and_browsers_served() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut sb = Switchboard::start("");
+    // The canary browser reads only while probing (a real one answers pings at
+    // once): the silence deadline must outlast the attack.
+    let mut sb = Switchboard::start_with("", "[bridge]\nheartbeat_timeout_ms = 120000\n");
     sb.edit_config("[http]\n", "[http]\nheader_timeout_secs = 3\n");
     let mut canary = Canary::start(&sb).await;
     let pid = sb.child.as_ref().unwrap().id();

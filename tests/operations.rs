@@ -231,3 +231,62 @@ fn a_log_file_gets_no_colour_codes() {
     let text = std::fs::read_to_string(&log).expect("read");
     assert!(!text.contains('\u{1b}'), "ANSI escapes in a file:\n{text}");
 }
+
+/// One raw HTTP/1.1 request; the whole response, lower-cased headers and all.
+fn exchange(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.to_lowercase()
+}
+
+#[test]
+fn metrics_and_health_on_their_own_address_and_cors_for_the_allowed_origins() {
+    let mut sb = Switchboard::start("");
+    let ops = common::free_port();
+    sb.edit_config(
+        "[http]\n",
+        &format!(
+            "[http]\nops_listen = \"127.0.0.1:{ops}\"\nallowed_origins = [\"http://app.example\"]\n"
+        ),
+    );
+    common::wait_for_port(ops, Duration::from_secs(5));
+    assert_eq!(sb.http_get("/metrics").0, 404, "not on the public listener");
+    assert_eq!(sb.http_get("/healthz").0, 404);
+    let (status, text) = common::http_get(ops, "/metrics");
+    assert_eq!(status, 200);
+    assert!(common::metric(&text, "switchboard_uptime_seconds") > 0.0);
+    assert_eq!(common::http_get(ops, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(common::http_get(ops, "/readyz").0, 200);
+
+    let http = sb.ports.http;
+    let preflight = |origin: &str| {
+        exchange(
+            http,
+            &format!("OPTIONS /sse?room=a HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let allowed = preflight("http://app.example");
+    assert!(
+        allowed.contains("access-control-allow-origin: http://app.example"),
+        "{allowed}"
+    );
+    assert!(
+        allowed.contains("access-control-allow-credentials: true"),
+        "{allowed}"
+    );
+    assert!(allowed.contains("authorization"), "{allowed}");
+    let other = preflight("http://evil.example");
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
+    let page = exchange(
+        http,
+        "GET / HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("http/1.1 200"), "{page}");
+    assert!(page.contains("access-control-allow-origin: http://app.example"));
+}

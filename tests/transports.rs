@@ -14,7 +14,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{node, tool, Sub, Switchboard};
+use common::{node, python, tool, Sub, Switchboard};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -119,4 +119,29 @@ fn idle_sockets_on_tls_and_ws_ports_do_not_delay_new_clients() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn the_bridge_serves_https_and_wss_with_http_tls() {
+    let mut sb = Switchboard::start("");
+    sb.edit_config("[http]\n", "[http]\ntls = true\n");
+    assert!(sb.wait_for_log("HTTPS listening on", Duration::from_secs(2)));
+    let ca = sb.ca();
+    let out = python(
+        "https_check.py",
+        &[&sb.ports.http.to_string(), ca.to_str().expect("utf-8 path")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let lines = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 101 Switching Protocols",
+            "welcome"
+        ]
+    );
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let (status, _) = common::http_get(sb.ports.http, "/healthz");
+    assert_ne!(status, 200);
 }

@@ -18,8 +18,9 @@ use parking_lot::Mutex;
 use switchboard_config::HttpConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Connections not yet upgraded, in total and per source address.
 struct Pending {
@@ -86,6 +87,7 @@ impl PendingRelease {
 /// Accepts until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     config: &HttpConfig,
     mut shutdown: watch::Receiver<bool>,
@@ -129,6 +131,7 @@ pub async fn serve(
         let release = PendingRelease(Arc::new(Mutex::new(Some(slot))));
         tokio::spawn(serve_connection(
             tcp,
+            tls.clone(),
             peer,
             app.clone(),
             header_timeout,
@@ -140,12 +143,40 @@ pub async fn serve(
 
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
+    peer: SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    release: PendingRelease,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(tls) = tls else {
+        return serve_http(tcp, peer, app, header_timeout, release, shutdown).await;
+    };
+    // The TLS handshake shares the header deadline.
+    let refused = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            return serve_http(stream, peer, app, header_timeout, release, shutdown).await
+        }
+        Ok(Err(e)) => {
+            debug!(%peer, "HTTPS handshake failed: {e}");
+            "tls_handshake"
+        }
+        Err(_) => "header_timeout",
+    };
+    counter!("switchboard_http_refusals_total", "reason" => refused).increment(1);
+}
+
+async fn serve_http<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     header_timeout: Duration,
     release: PendingRelease,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let handler_release = release.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
@@ -155,11 +186,19 @@ async fn serve_connection(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
     let stopping = tokio::select! {
-        _ = connection.as_mut() => false,
+        ended = connection.as_mut() => {
+            if ended.as_ref().is_err_and(|e| e.is_timeout()) {
+                counter!("switchboard_http_refusals_total", "reason" => "header_timeout").increment(1);
+                if switchboard_broker::repeats::allow_refusal("header_timeout") {
+                    debug!(%peer, "HTTP request headers not received within [http] header_timeout_secs");
+                }
+            }
+            false
+        }
         stopping = shutdown.wait_for(|stopping| *stopping) => stopping.is_ok(),
     };
     if stopping {

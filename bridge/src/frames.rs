@@ -28,6 +28,7 @@ pub enum ErrorCode {
     AlreadyJoined,
     TooManyRooms,
     Unsupported,
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -39,6 +40,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidTopic => "invalid_topic",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::AlreadyJoined => "already_joined",
@@ -65,6 +67,9 @@ pub struct Limits {
 #[serde(tag = "type", rename = "welcome")]
 pub struct Welcome<'a> {
     pub session: &'a str,
+    /// The token's `sub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
     pub heartbeat_ms: u64,
     pub limits: Limits,
 }
@@ -93,6 +98,16 @@ pub struct Left<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: &'a RequestId,
     pub room: &'a str,
+    /// Why the server made it leave (`forbidden`: a fresh token no longer grants it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// The token expired: a fresh `auth` within `grace_ms`, or the connection closes (4002).
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "token_expired")]
+pub struct TokenExpired {
+    pub grace_ms: u64,
 }
 
 /// A room member as others see it.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrics::{counter, gauge};
 use parking_lot::{Mutex, RwLock};
+use switchboard_broker::auth::SharedAccess;
 use switchboard_broker::EventFeed;
 use switchboard_config::Config;
 
@@ -31,6 +32,8 @@ pub type ConnId = u64;
 pub struct Member {
     pub queue: Arc<OutboundQueue>,
     pub info: MemberInfo,
+    /// What the ACL lets it read (checked for every message and state entry).
+    pub access: SharedAccess,
 }
 
 pub(crate) struct Room {
@@ -187,7 +190,7 @@ impl Hub {
 
         let joined = match kind {
             RoomKind::Devices => self.devices_joined(&spec, id),
-            _ => self.topic_joined(&spec, start, id),
+            _ => self.topic_joined(&spec, member, start, id),
         };
         member.queue.push_joined(joined);
         if spec.presence {
@@ -208,7 +211,14 @@ impl Hub {
         gauge!("switchboard_bridge_room_filters").set(rooms.index.len() as f64);
     }
 
-    fn topic_joined(&self, spec: &RoomSpec, start: StartAt, id: RequestId) -> Joined {
+    fn topic_joined(
+        &self,
+        spec: &RoomSpec,
+        member: &Member,
+        start: StartAt,
+        id: RequestId,
+    ) -> Joined {
+        let readable = |m: &Arc<Message>| member.access.may_read(&m.topic);
         let budget = self.config.bridge.max_reply_bytes.as_usize();
         let room = &spec.name;
         let size = |m: &Arc<Message>| m.frame_size_estimate(room);
@@ -219,6 +229,7 @@ impl Hub {
             StartAt::Rewind(count) => {
                 let count = count.min(spec.history_limit);
                 let mut messages = history.rewind(count, &spec.filters);
+                messages.retain(readable);
                 // The newest ones are kept when not all fit.
                 messages.reverse();
                 let (used, truncated) = fit(&mut messages, budget, size);
@@ -239,10 +250,13 @@ impl Hub {
                     _ => Resume::Incomplete(NotRecovered::Epoch),
                 };
                 match resume {
-                    Resume::Complete(mut messages) => match fit(&mut messages, budget, size) {
-                        (used, false) => (Missed::Recovered(messages), used),
-                        (_, true) => (Missed::NotRecovered(NotRecovered::TooLarge), 0),
-                    },
+                    Resume::Complete(mut messages) => {
+                        messages.retain(readable);
+                        match fit(&mut messages, budget, size) {
+                            (used, false) => (Missed::Recovered(messages), used),
+                            (_, true) => (Missed::NotRecovered(NotRecovered::TooLarge), 0),
+                        }
+                    }
                     Resume::Incomplete(why) => (Missed::NotRecovered(why), 0),
                 }
             }
@@ -251,6 +265,7 @@ impl Hub {
         let (mut state, mut state_truncated) = self
             .retained
             .matching(&spec.filters, self.config.bridge.max_state_topics);
+        state.retain(|v| member.access.may_read(&v.topic));
         let (state_bytes, cut) = fit(&mut state, budget.saturating_sub(used), |v| {
             v.size_estimate()
         });
@@ -359,7 +374,9 @@ impl Hub {
             };
             let frame = message.frame(name, false);
             for member in room.members.values() {
-                member.queue.push_message(name, &message, &frame);
+                if member.access.may_read(topic) {
+                    member.queue.push_message(name, &message, &frame);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ mod accept;
 mod admin;
 mod devices;
 mod frames;
+mod grant;
 mod history;
 mod http;
 mod hub;
@@ -32,6 +33,7 @@ pub mod vitals;
 
 use std::sync::Arc;
 
+use switchboard_broker::auth::AuthState;
 use switchboard_broker::router::Router;
 use switchboard_broker::{EventFeed, Supervisor};
 use switchboard_config::Config;
@@ -56,6 +58,8 @@ pub enum BridgeError {
     },
     #[error("bridge: {0}")]
     Store(String),
+    #[error("http listener: {0}")]
+    Tls(String),
 }
 
 /// What every browser connection shares.
@@ -65,6 +69,7 @@ pub struct BridgeState {
     publisher: CorePublisher,
     events: EventFeed,
     connections: Arc<Semaphore>,
+    auth: Arc<AuthState>,
     /// Open `/ws` connections, closed together at shutdown.
     sockets: Arc<OpenSockets>,
     shutdown: watch::Receiver<bool>,
@@ -88,6 +93,7 @@ impl Bridge {
         router: Arc<Router>,
         events: EventFeed,
         store: Arc<dyn RetainedStore>,
+        auth: Arc<AuthState>,
         shutdown: watch::Receiver<bool>,
         supervisor: &Supervisor,
     ) -> Result<Bridge, BridgeError> {
@@ -121,6 +127,7 @@ impl Bridge {
                 publisher,
                 events,
                 connections: Arc::new(Semaphore::new(config.bridge.max_connections)),
+                auth,
                 sockets,
                 shutdown,
             },

@@ -25,6 +25,10 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+    /// No token, a bad one, or none in time: authenticate.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The token expired: reconnect with a fresh one.
+    pub const TOKEN_EXPIRED: u16 = 4002;
 }
 
 #[derive(Debug, Clone)]

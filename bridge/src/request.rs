@@ -25,7 +25,6 @@ pub enum Request {
     },
     Ping,
     Auth {
-        #[allow(dead_code)]
         token: Option<String>,
     },
 }

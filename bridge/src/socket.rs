@@ -16,6 +16,7 @@ use futures_util::{Sink, Stream};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
+use switchboard_broker::auth::SharedAccess;
 use switchboard_broker::watched::Watched;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -25,10 +26,10 @@ use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
-use crate::frames::{encode, ErrorCode, Limits, MemberInfo, Welcome};
+use crate::frames::{encode, ErrorCode, MemberInfo};
 use crate::hub::Member;
 use crate::outbound::{close_code, OutboundQueue, Outgoing, QueueLimits};
-use crate::session::Session;
+use crate::session::{Admission, Session};
 use crate::BridgeState;
 
 pub type BrowserSocket = WebSocketStream<Watched<TokioIo<Upgraded>>>;
@@ -45,8 +46,9 @@ pub fn serve(
     state: BridgeState,
     peer: String,
     permit: OwnedSemaphorePermit,
+    admission: Admission,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let mut browser = Box::new(Browser::open(socket, state, peer, permit));
+    let mut browser = Box::new(Browser::open(socket, state, peer, permit, admission));
     async move {
         let reason = browser.run().await;
         browser.finish(&reason);
@@ -88,6 +90,7 @@ impl Browser {
         state: BridgeState,
         peer: String,
         permit: OwnedSemaphorePermit,
+        admission: Admission,
     ) -> Browser {
         let hub = state.hub.clone();
         let config = hub.config();
@@ -100,27 +103,20 @@ impl Browser {
                 session: session_id.clone(),
                 user: None,
             },
+            access: SharedAccess::new(state.auth.clone(), None, session_id.clone()),
         });
         gauge!("switchboard_bridge_connections").increment(1.0);
         if switchboard_broker::repeats::allow("browser connected") {
             info!(session = %session_id, %peer, "browser connected");
         }
-        queue.push_frame(encode(&Welcome {
-            session: &session_id,
-            heartbeat_ms: config.bridge.heartbeat_ms,
-            limits: Limits {
-                max_frame: config.bridge.max_frame.as_usize(),
-                max_rooms: config.bridge.max_rooms_per_connection,
-                max_requests_per_sec: config.bridge.max_requests_per_sec,
-                max_payload: config.mqtt.max_payload.as_usize(),
-            },
-        }));
         state.sockets.add(conn, &queue);
+        let mut session = Session::new(state, conn, member);
+        session.open(admission);
         let now = Instant::now();
         let next_ping = now + Duration::from_millis(config.bridge.heartbeat_ms);
         Browser {
             socket,
-            session: Session::new(state, conn, member),
+            session,
             queue,
             batch: Vec::new(),
             delivered: Vec::new(),
@@ -137,6 +133,7 @@ impl Browser {
 
     /// Serves until the client leaves or the queue closes; returns why it ended.
     async fn run(&mut self) -> String {
+        self.rearm();
         loop {
             match poll_fn(|cx| self.poll_event(cx)).await {
                 Event::Frame(frame) => {
@@ -167,7 +164,11 @@ impl Browser {
         self.socket.get_ref().frame_done();
         self.last_heard = Instant::now();
         match frame {
-            WsMessage::Text(text) => self.session.handle_text(&text),
+            WsMessage::Text(text) => {
+                self.session.handle_text(&text);
+                // An accepted token brings its expiry.
+                self.rearm();
+            }
             WsMessage::Binary(_) => self.session.error(
                 &None,
                 ErrorCode::Unsupported,
@@ -206,11 +207,13 @@ impl Browser {
     }
 
     fn on_tick(&mut self) {
-        let bridge = &self.session.state.hub.config().bridge;
+        let hub = self.session.state.hub.clone();
+        let bridge = &hub.config().bridge;
         let now = Instant::now();
         let silence = Duration::from_millis(bridge.heartbeat_ms + bridge.heartbeat_timeout_ms);
         let frame_timeout = Duration::from_millis(bridge.frame_timeout_ms);
         if self.closing_since.is_none() {
+            self.session.check_token(now);
             if now.duration_since(self.last_heard) >= silence {
                 self.queue
                     .close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings");
@@ -231,10 +234,20 @@ impl Browser {
         self.arm_timer(silence, frame_timeout);
     }
 
+    fn rearm(&mut self) {
+        let bridge = &self.session.state.hub.config().bridge;
+        let silence = Duration::from_millis(bridge.heartbeat_ms + bridge.heartbeat_timeout_ms);
+        let frame_timeout = Duration::from_millis(bridge.frame_timeout_ms);
+        self.arm_timer(silence, frame_timeout);
+    }
+
     /// Sets the timer to the first of: the next ping, the silence deadline, the
     /// unfinished-frame deadline, the end of the closing grace.
     fn arm_timer(&mut self, silence: Duration, frame_timeout: Duration) {
         let mut next = self.next_ping.min(self.last_heard + silence);
+        if let Some(deadline) = self.session.token_deadline() {
+            next = next.min(deadline.max(Instant::now()));
+        }
         if let Some(waiting) = self.socket.get_ref().unfinished_for() {
             next = next.min(Instant::now() + frame_timeout.saturating_sub(waiting));
         }

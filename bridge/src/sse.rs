@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -17,7 +17,10 @@ use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accept::PendingRelease;
+use switchboard_broker::auth::SharedAccess;
+
 use crate::frames::MemberInfo;
+use crate::grant::{token_in, Grant};
 use crate::hub::{Member, StartAt};
 use crate::joined::{Joined, State as JoinedState};
 use crate::outbound::{OutboundQueue, Outgoing, QueueLimits};
@@ -28,6 +31,7 @@ pub async fn stream(
     State(bridge): State<BridgeState>,
     release: Option<Extension<PendingRelease>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     let rooms: Vec<String> = query
@@ -47,9 +51,22 @@ pub async fn stream(
     if rooms.len() > config.bridge.max_rooms_per_connection {
         return (StatusCode::BAD_REQUEST, "too many rooms\n").into_response();
     }
+    let grant = match token_grant(&bridge, &headers, &uri) {
+        Ok(grant) => grant,
+        Err(why) => {
+            metrics::counter!("switchboard_bridge_refusals_total", "reason" => "token")
+                .increment(1);
+            let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+            return (StatusCode::UNAUTHORIZED, challenge, format!("{why}\n")).into_response();
+        }
+    };
     let mut specs = Vec::new();
     for name in &rooms {
         match resolve(config, name) {
+            Ok(spec) if grant.as_ref().is_some_and(|g| !g.may_join(&spec)) => {
+                let message = format!("the token does not grant room {name:?}\n");
+                return (StatusCode::FORBIDDEN, message).into_response();
+            }
             Ok(spec) => specs.push(spec),
             Err((_, message)) => {
                 return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
@@ -70,12 +87,15 @@ pub async fn stream(
         .map(|(epoch, offset)| (epoch.to_string(), offset.parse().ok()));
 
     let queue = Arc::new(OutboundQueue::new(QueueLimits::from_config(&config.bridge)));
+    let session: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+    let user = grant.as_ref().and_then(|g| g.claims.sub.clone());
     let member = Arc::new(Member {
         queue: queue.clone(),
         info: MemberInfo {
-            session: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
-            user: None,
+            session: session.clone(),
+            user: user.as_deref().map(Arc::from),
         },
+        access: SharedAccess::new(bridge.auth.clone(), user, session),
     });
     let conn = bridge.hub.next_conn_id();
     let mut joined = Vec::new();
@@ -104,10 +124,36 @@ pub async fn stream(
         resume.is_some(),
         guard,
     ));
+    // The stream ends when the token expires; EventSource reconnects with the cookie.
+    let expires = grant.map(|g| tokio::time::Instant::from_std(g.expires));
+    let events = events.take_until(async move {
+        match expires {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    });
     let heartbeat = Duration::from_millis(config.bridge.heartbeat_ms.min(15_000));
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("keep-alive"))
         .into_response()
+}
+
+/// With browser auth on: the request's verified token, else why not.
+fn token_grant(
+    bridge: &BridgeState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Grant>, String> {
+    let auth = bridge.auth.current();
+    if !auth.browsers_need_tokens() {
+        return Ok(None);
+    }
+    let config = &bridge.hub.config().auth;
+    let cookie = &config.jwt_cookie;
+    let token = token_in(headers, uri, config)?
+        .ok_or_else(|| format!("a token is needed: cookie {cookie} or Authorization: Bearer"))?;
+    let claims = auth.verify_token(&token).map_err(|e| e.to_string())?;
+    Ok(Some(Grant::new(claims)))
 }
 
 /// Leaves the rooms when the stream is dropped (the client went away).

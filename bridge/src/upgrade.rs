@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
 use crate::frames::JSON_SUBPROTOCOL;
+use crate::grant::admission;
 use crate::BridgeState;
 
 /// Browsers send little: a small read buffer (it grows for a larger frame) instead
@@ -47,6 +48,7 @@ pub async fn websocket(
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
     let wants_json = offered_protocols(headers).any(|p| p == JSON_SUBPROTOCOL);
+    let admission = admission(&state.auth.current(), &config.auth, headers, request.uri());
     let on_upgrade = hyper::upgrade::on(&mut request);
     // Unfinished frames are bounded: 4 × max_frame, and frame_timeout_ms.
     let hard_limit = config.bridge.max_frame.as_usize().saturating_mul(4);
@@ -62,7 +64,7 @@ pub async fn websocket(
                 let io = Watched::new(TokioIo::new(upgraded));
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                crate::socket::serve(socket, bridge, peer.to_string(), permit).await;
+                crate::socket::serve(socket, bridge, peer.to_string(), permit, admission).await;
             }
             Err(e) => debug!(%peer, "WebSocket upgrade failed: {e}"),
         }

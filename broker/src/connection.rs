@@ -101,6 +101,8 @@ pub struct Incoming<I> {
     pub admitted: bool,
     /// When CONNECT must have arrived.
     pub deadline: Instant,
+    /// The CN of a verified TLS client certificate: the client's username.
+    pub identity: Option<String>,
 }
 
 type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;

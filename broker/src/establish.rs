@@ -60,6 +60,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         listener,
         admitted,
         deadline,
+        identity,
     } = *incoming;
     let config = &edge.config.mqtt;
     let max_remaining = config.max_payload.as_usize() + PACKET_OVERHEAD;
@@ -103,7 +104,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         return None;
     }
     let login = request.login.clone();
-    let accepted = match admit(&edge, request, peer) {
+    let mut accepted = match admit(&edge, request, peer) {
         Ok(accepted) => accepted,
         Err((reason, detail)) => {
             refuse(&mut io, &codec, peer, listener, reason, &detail).await;
@@ -118,27 +119,38 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         None => (None, Vec::new()),
     };
     let loopback = edge.loopback(listener);
-    if let Err(refused) = edge.auth.login(username.clone(), password, loopback).await {
-        let (reason, detail) = match refused {
-            LoginRefused::BadCredentials => (
-                Refusal::BadCredentials,
-                format!(
-                    "bad username or password (user {:?})",
-                    username.unwrap_or_default()
-                ),
-            ),
-            LoginRefused::AnonymousNotAllowed => (
-                Refusal::NotAuthorized,
-                if loopback {
-                    "anonymous clients are not allowed ([auth] allow_anonymous)".to_string()
-                } else {
-                    "anonymous clients are refused beyond loopback unless [auth] allow_anonymous = true".to_string()
-                },
-            ),
-        };
-        refuse(&mut io, &codec, peer, listener, reason, &detail).await;
-        return None;
+    let login = match &identity {
+        // The certificate is the credential (Mosquitto's use_identity_as_username).
+        Some(_) => Ok(None),
+        None => edge.auth.login(username.clone(), password, loopback).await,
+    };
+    if identity.is_some() {
+        accepted.username = identity;
     }
+    let claims = match login {
+        Ok(claims) => claims,
+        Err(refused) => {
+            let (reason, detail) = match refused {
+                LoginRefused::BadCredentials => (
+                    Refusal::BadCredentials,
+                    format!(
+                        "bad username or password (user {:?})",
+                        username.unwrap_or_default()
+                    ),
+                ),
+                LoginRefused::AnonymousNotAllowed => (
+                    Refusal::NotAuthorized,
+                    if loopback {
+                        "anonymous clients are not allowed ([auth] allow_anonymous)".to_string()
+                    } else {
+                        "anonymous clients are refused beyond loopback unless [auth] allow_anonymous = true".to_string()
+                    },
+                ),
+            };
+            refuse(&mut io, &codec, peer, listener, reason, &detail).await;
+            return None;
+        }
+    };
     if !edge
         .auth
         .current()
@@ -200,6 +212,7 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
             &edge.auth,
             accepted.username.clone(),
             accepted.client_id.clone(),
+            claims.as_ref(),
         ),
         retained_writes: Vec::new(),
         congested: Vec::new(),

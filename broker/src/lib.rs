@@ -27,7 +27,7 @@ mod sessions;
 mod subscribe;
 pub mod supervisor;
 mod sys;
-mod tls;
+pub mod tls;
 mod transport;
 pub mod watched;
 mod will;
@@ -183,7 +183,11 @@ impl Broker {
             .iter()
             .any(|l| l.addr().is_some());
         let acceptor = if secure_wanted {
-            Some(tls::acceptor(&config.tls.cert, &config.tls.key)?)
+            let clients = config.tls.client_ca.as_deref().map(|ca| tls::ClientCerts {
+                ca,
+                required: config.tls.require_client_cert,
+            });
+            Some(tls::acceptor(&config.tls.cert, &config.tls.key, clients)?)
         } else {
             None
         };
@@ -237,9 +241,19 @@ impl Broker {
                 };
                 let loopback = addr.ip().is_loopback();
                 let auth = self.edge.auth.current();
+                let tls = &self.edge.config.tls;
+                let certificates = match (bound.kind, &tls.client_ca, tls.require_client_cert) {
+                    (ListenerKind::Tls | ListenerKind::Wss, Some(_), true) => {
+                        " — only clients with a certificate from tls.client_ca (its CN as username)"
+                    }
+                    (ListenerKind::Tls | ListenerKind::Wss, Some(_), false) => {
+                        "; or by a certificate from tls.client_ca (its CN as username)"
+                    }
+                    _ => "",
+                };
                 info!(
                     listener = bound.kind.label(),
-                    "MQTT listening on {addr}{scheme}: {}",
+                    "MQTT listening on {addr}{scheme}: {}{certificates}",
                     auth.describe_listener(loopback)
                 );
                 if auth.anonymous_exposed(loopback) {

@@ -193,6 +193,7 @@ impl Held {
             listener: kind.label(),
             admitted: self.admitted.is_some(),
             deadline,
+            identity: None,
         })
     }
 }
@@ -234,15 +235,27 @@ async fn handshake_then_serve(
         let tls_stream = match timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                return handshake_failed(peer, label, &format!("TLS handshake failed: {e}"))
+                return handshake_failed(
+                    peer,
+                    label,
+                    Refusal::Handshake,
+                    &format!("TLS handshake failed: {e}"),
+                )
             }
-            Err(_) => return handshake_failed(peer, label, "TLS handshake timed out"),
+            Err(_) => {
+                return handshake_failed(peer, label, Refusal::Timeout, "TLS handshake timed out")
+            }
         };
+        let identity = crate::tls::client_identity(tls_stream.get_ref().1);
         if !then_websocket {
             let io = ByteStream::new(tls_stream);
-            serve(held.incoming(io, &ctx, peer, kind, deadline)).await;
+            let mut incoming = held.incoming(io, &ctx, peer, kind, deadline);
+            incoming.identity = identity;
+            serve(incoming).await;
         } else if let Some(ws) = websocket(tls_stream, peer, label, deadline, &limits).await {
-            serve(held.incoming(ws, &ctx, peer, kind, deadline)).await;
+            let mut incoming = held.incoming(ws, &ctx, peer, kind, deadline);
+            incoming.identity = identity;
+            serve(incoming).await;
         }
     })
     .await;
@@ -253,11 +266,12 @@ fn handshake_deadline(edge: &Edge) -> Instant {
     Instant::now() + Duration::from_secs(edge.config.mqtt.connect_timeout_secs)
 }
 
-fn handshake_failed(peer: SocketAddr, listener: &'static str, detail: &str) {
-    counter!("switchboard_mqtt_refusals_total", "reason" => Refusal::Handshake.label())
-        .increment(1);
-    if crate::repeats::allow_refusal("mqtt refused: handshake") {
-        warn!(%peer, listener, reason = Refusal::Handshake.label(), "connection refused: {detail}");
+/// A TLS or WebSocket handshake that failed (`Refusal::Handshake`) or did not finish
+/// within `connect_timeout_secs` (`Refusal::Timeout`).
+fn handshake_failed(peer: SocketAddr, listener: &'static str, reason: Refusal, detail: &str) {
+    counter!("switchboard_mqtt_refusals_total", "reason" => reason.label()).increment(1);
+    if crate::repeats::allow_refusal(reason.label()) {
+        warn!(%peer, listener, reason = reason.label(), "connection refused: {detail}");
     }
 }
 
@@ -307,11 +321,21 @@ where
     match timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => Some(WsStream::new(ws, limits.frame_timeout)),
         Ok(Err(e)) => {
-            handshake_failed(peer, listener, &format!("WebSocket handshake failed: {e}"));
+            handshake_failed(
+                peer,
+                listener,
+                Refusal::Handshake,
+                &format!("WebSocket handshake failed: {e}"),
+            );
             None
         }
         Err(_) => {
-            handshake_failed(peer, listener, "WebSocket handshake timed out");
+            handshake_failed(
+                peer,
+                listener,
+                Refusal::Timeout,
+                "WebSocket handshake timed out",
+            );
             None
         }
     }

@@ -5,6 +5,7 @@
 //! Relative paths resolve against the config file's folder (the working directory
 //! when there is no file).
 
+mod auth;
 mod listen;
 mod log_filter;
 mod period;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, BrowserAuth};
 pub use listen::Listen;
 pub use period::Period;
 pub use sections::*;
@@ -251,6 +253,15 @@ impl Config {
                 "the admin API needs a token of at least 16 characters (e.g. `openssl rand -hex 16`)",
             ));
         }
+        if self.tls.require_client_cert && self.tls.client_ca.is_none() {
+            return Err(invalid(
+                "tls.require_client_cert",
+                "needs tls.client_ca (the CA client certificates are signed by)",
+            ));
+        }
+        if let Some((key, message)) = self.auth.problem() {
+            return Err(invalid(key, &message));
+        }
         Ok(())
     }
 
@@ -277,9 +288,15 @@ impl Config {
                 *path = base.join(&*path);
             }
         }
-        for path in [&mut self.auth.password_file, &mut self.auth.acl_file]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.auth.password_file,
+            &mut self.auth.acl_file,
+            &mut self.auth.jwt_public_key,
+            &mut self.auth.jwks_file,
+            &mut self.tls.client_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = base.join(&*path);

@@ -169,6 +169,11 @@ pub struct HttpConfig {
     pub require_origin: bool,
     /// Seconds a client has to send a request's headers (then the connection closes).
     pub header_timeout_secs: u64,
+    /// Serve HTTPS and WSS with the `[tls]` certificate and key.
+    pub tls: bool,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (plain HTTP) instead of on
+    /// `listen`; `""` (the default): on `listen`.
+    pub ops_listen: Listen,
     /// HTTP connections not yet upgraded to a WebSocket (or streaming SSE) at once;
     /// more are closed at accept.
     pub max_pending: usize,
@@ -185,6 +190,8 @@ impl Default for HttpConfig {
             allowed_origins: Vec::new(),
             require_origin: false,
             header_timeout_secs: 10,
+            tls: false,
+            ops_listen: Listen::off(),
             max_pending: 2_048,
             max_pending_per_ip: 512,
         }
@@ -334,6 +341,11 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA certificate(s) that client certificates must chain to. Set: a client
+    /// certificate is asked for, and its CN is the client's username (no password).
+    pub client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by `client_ca`.
+    pub require_client_cert: bool,
 }
 
 impl Default for TlsConfig {
@@ -341,26 +353,10 @@ impl Default for TlsConfig {
         TlsConfig {
             cert: PathBuf::from("certs-dev/server.pem"),
             key: PathBuf::from("certs-dev/server.key"),
+            client_ca: None,
+            require_client_cert: false,
         }
     }
-}
-
-/// Who may connect over MQTT and what each client may read and write.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Mosquitto's password file format (`user:hash` lines; `mosquitto_passwd`'s
-    /// `$7$` and `$6$` hashes and `switchboard passwd`'s argon2 ones). Set: clients
-    /// must log in with a user in it, unless `allow_anonymous`.
-    pub password_file: Option<PathBuf>,
-    /// Mosquitto's acl_file syntax. Set: anything not granted is denied.
-    pub acl_file: Option<PathBuf>,
-    /// Clients without a username may connect. Absent: true on loopback listeners
-    /// without a password file, false otherwise (Mosquitto 2's rule).
-    pub allow_anonymous: Option<bool>,
-    /// The client ids a user may take, `%u` for the username and `*` for anything
-    /// (e.g. `"%u-*"`), so one user cannot take over another's device id.
-    pub client_id_pattern: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,6 +78,45 @@ impl Browser {
         Self::welcomed(ws).await
     }
 
+    /// Opens `path` (e.g. `/ws?token=…`) with extra headers; no `welcome` awaited.
+    pub async fn open(http_port: u16, path: &str, headers: &[(&str, &str)]) -> Browser {
+        let mut request = format!("ws://127.0.0.1:{http_port}{path}")
+            .into_client_request()
+            .expect("request");
+        for (name, value) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName =
+                name.parse().expect("header name");
+            request
+                .headers_mut()
+                .insert(name, value.parse().expect("header value"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connect");
+        Browser {
+            ws,
+            welcome: Value::Null,
+            pushes: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// The next frame, which must be `welcome`.
+    pub async fn welcomed_now(&mut self) -> Value {
+        let welcome = self
+            .next_frame(Duration::from_secs(5))
+            .await
+            .expect("welcome");
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        self.welcome = welcome.clone();
+        welcome
+    }
+
+    /// The next frame within `within`, if any.
+    pub async fn frame(&mut self, within: Duration) -> Option<Value> {
+        self.next_frame(within).await
+    }
+
     async fn welcomed(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Browser {
         let mut browser = Browser {
             ws,

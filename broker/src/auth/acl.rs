@@ -165,6 +165,22 @@ impl Rights {
         }
     }
 
+    /// Reading what `read` matches and writing what `write` matches (a token's
+    /// `subscribe` and `publish` claims).
+    pub fn granting(read: &[String], write: &[String]) -> Rights {
+        let rule = |access, filter: &String| Rule {
+            access,
+            filter: filter.clone(),
+        };
+        let reads = read.iter().map(|f| rule(Access::Read, f));
+        Rights {
+            rules: reads
+                .chain(write.iter().map(|f| rule(Access::Write, f)))
+                .collect(),
+            unrestricted: false,
+        }
+    }
+
     pub fn is_unrestricted(&self) -> bool {
         self.unrestricted
     }
@@ -216,7 +232,7 @@ impl Rights {
 }
 
 /// Every topic `filter` matches is matched by `grant`.
-fn covers(grant: &str, filter: &str) -> bool {
+pub fn covers(grant: &str, filter: &str) -> bool {
     let mut grant_levels = grant.split('/');
     for level in filter.split('/') {
         match grant_levels.next() {

@@ -3,6 +3,7 @@
 //! Connections pick up new rights at their next delivery (no one is disconnected).
 
 pub mod acl;
+pub mod jwt;
 pub mod passwords;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use switchboard_config::Config;
 use tokio::sync::Semaphore;
 
 pub use acl::{Acl, Rights, SubscribeRight};
+pub use jwt::{Claims, TokenError, TokenKeys};
 pub use passwords::Passwords;
 
 /// Password checks running at once (argon2 and PBKDF2 are slow on purpose).
@@ -25,6 +27,11 @@ pub struct Auth {
     /// `[auth] allow_anonymous` as written (`None`: absent).
     allow_anonymous: Option<bool>,
     client_id_pattern: Option<String>,
+    tokens: Option<TokenKeys>,
+    /// `[auth] mqtt_jwt`: a token in the password field logs in.
+    mqtt_jwt: bool,
+    /// `[auth] browser = "jwt"`.
+    browser_tokens: bool,
 }
 
 /// Why a login is refused.
@@ -48,6 +55,9 @@ impl Auth {
         Ok(Auth {
             allow_anonymous: auth.allow_anonymous,
             client_id_pattern: auth.client_id_pattern.clone(),
+            tokens: TokenKeys::load(auth)?,
+            mqtt_jwt: auth.mqtt_jwt,
+            browser_tokens: auth.browser == switchboard_config::BrowserAuth::Jwt,
             passwords,
             acl,
         })
@@ -76,33 +86,57 @@ impl Auth {
     }
 
     fn describe_with(&self, anonymous: bool) -> String {
-        let who = match (&self.passwords, anonymous) {
+        let mut who = match (&self.passwords, anonymous) {
             (None, true) => "anonymous clients".to_string(),
             (None, false) => "nobody (allow_anonymous = false and no password_file)".to_string(),
             (Some(p), true) => format!("{} users by password, and anonymous clients", p.len()),
             (Some(p), false) => format!("{} users by password", p.len()),
         };
+        if self.mqtt_jwt {
+            who.push_str(", JWT holders (as their sub, with their claims as ACL)");
+        }
         match &self.acl {
             Some(_) => format!("{who}; topics as the ACL file grants"),
             None => format!("{who}; every topic"),
         }
     }
 
+    /// Verifies a token (browsers, and MQTT with `mqtt_jwt`).
+    pub fn verify_token(&self, token: &str) -> Result<Claims, TokenError> {
+        match &self.tokens {
+            Some(keys) => keys.verify(token),
+            None => Err(TokenError::Invalid("tokens are not enabled".into())),
+        }
+    }
+
+    /// Whether browsers must present a token.
+    pub fn browsers_need_tokens(&self) -> bool {
+        self.browser_tokens
+    }
+
+    /// `Ok(Some(claims))` for a login by token (`mqtt_jwt`).
     fn check(
         &self,
         username: Option<&str>,
         password: &[u8],
         loopback: bool,
-    ) -> Result<(), LoginRefused> {
+    ) -> Result<Option<Claims>, LoginRefused> {
+        if let (Some(user), true) = (username, self.mqtt_jwt && jwt::looks_like_token(password)) {
+            let token = std::str::from_utf8(password).unwrap_or_default();
+            return match self.verify_token(token) {
+                Ok(claims) if claims.sub.as_deref() == Some(user) => Ok(Some(claims)),
+                _ => Err(LoginRefused::BadCredentials),
+            };
+        }
         let anonymous = self.anonymous_on(loopback);
         match (username, &self.passwords) {
-            (None, _) if anonymous => Ok(()),
+            (None, _) if anonymous => Ok(None),
             (None, _) => Err(LoginRefused::AnonymousNotAllowed),
             // Without a password file a username is only a name (Mosquitto too).
-            (Some(_), None) if anonymous => Ok(()),
+            (Some(_), None) if anonymous => Ok(None),
             (Some(_), None) => Err(LoginRefused::BadCredentials),
             (Some(user), Some(passwords)) => match passwords.verify(user, password) {
-                true => Ok(()),
+                true => Ok(None),
                 false => Err(LoginRefused::BadCredentials),
             },
         }
@@ -182,15 +216,16 @@ impl AuthState {
     }
 
     /// Checks a CONNECT's login off the async runtime, a few at a time; `loopback`:
-    /// whether the listener it came in on is bound to loopback.
+    /// whether the listener it came in on is bound to loopback. `Some(claims)`: the
+    /// client logged in with a token.
     pub async fn login(
         &self,
         username: Option<String>,
         password: Vec<u8>,
         loopback: bool,
-    ) -> Result<(), LoginRefused> {
+    ) -> Result<Option<Claims>, LoginRefused> {
         let auth = self.current();
-        if auth.passwords.is_none() || username.is_none() {
+        if (auth.passwords.is_none() && !auth.mqtt_jwt) || username.is_none() {
             return auth.check(username.as_deref(), &password, loopback);
         }
         let Ok(_permit) = self.checks.acquire().await else {
@@ -202,35 +237,70 @@ impl AuthState {
     }
 }
 
-/// One connection's rights, looked up again when the files were reloaded.
+/// One connection's rights, looked up again when the files were reloaded (unless
+/// they came with its token).
 pub struct ClientAccess {
     username: Option<String>,
     client_id: Arc<str>,
     rights: Rights,
     generation: u64,
+    from_token: bool,
 }
 
 impl ClientAccess {
-    pub fn new(state: &AuthState, username: Option<String>, client_id: Arc<str>) -> ClientAccess {
+    pub fn new(
+        state: &AuthState,
+        username: Option<String>,
+        client_id: Arc<str>,
+        claims: Option<&Claims>,
+    ) -> ClientAccess {
         let generation = state.generation();
-        let rights = state.current().rights(username.as_deref(), &client_id);
+        let rights = match claims {
+            Some(claims) => Rights::granting(&claims.subscribe, &claims.publish),
+            None => state.current().rights(username.as_deref(), &client_id),
+        };
         ClientAccess {
             username,
             client_id,
             rights,
             generation,
+            from_token: claims.is_some(),
         }
     }
 
     pub fn rights(&mut self, state: &AuthState) -> &Rights {
         let generation = state.generation();
-        if generation != self.generation {
+        if generation != self.generation && !self.from_token {
             self.rights = state
                 .current()
                 .rights(self.username.as_deref(), &self.client_id);
             self.generation = generation;
         }
         &self.rights
+    }
+}
+
+/// One browser's rights, read by every thread that delivers to it.
+pub struct SharedAccess {
+    state: Arc<AuthState>,
+    access: parking_lot::Mutex<ClientAccess>,
+}
+
+impl SharedAccess {
+    pub fn new(state: Arc<AuthState>, username: Option<String>, client_id: Arc<str>) -> Self {
+        let access = ClientAccess::new(&state, username, client_id, None);
+        SharedAccess {
+            state,
+            access: parking_lot::Mutex::new(access),
+        }
+    }
+
+    pub fn may_read(&self, topic: &str) -> bool {
+        self.access.lock().rights(&self.state).may_read(topic)
+    }
+
+    pub fn may_write(&self, topic: &str) -> bool {
+        self.access.lock().rights(&self.state).may_write(topic)
     }
 }
 
@@ -244,6 +314,9 @@ mod tests {
             acl: None,
             allow_anonymous,
             client_id_pattern: Some("%u-*".into()),
+            tokens: None,
+            mqtt_jwt: false,
+            browser_tokens: false,
         }
     }
 
@@ -262,7 +335,7 @@ mod tests {
             auth(false, None).check(None, b"", false),
             Err(LoginRefused::AnonymousNotAllowed)
         );
-        assert_eq!(auth(false, None).check(None, b"", true), Ok(()));
+        assert_eq!(auth(false, None).check(None, b"", true), Ok(None));
     }
 
     #[test]
