@@ -11,7 +11,7 @@ use switchboard_broker::auth::{Auth, Claims, TokenError};
 use switchboard_config::AuthConfig;
 
 use crate::rooms::{RoomKind, RoomSpec};
-use crate::session::Admission;
+use crate::token_stage::Admission;
 
 const FOREVER_SECS: u64 = 10 * 365 * 24 * 3600;
 

@@ -27,6 +27,7 @@ mod sse;
 mod state;
 pub mod store;
 mod subscriber;
+mod token_stage;
 pub mod topic;
 mod upgrade;
 pub mod vitals;

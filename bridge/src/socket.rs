@@ -29,7 +29,8 @@ use tracing::{debug, info};
 use crate::frames::{encode, ErrorCode, MemberInfo};
 use crate::hub::Member;
 use crate::outbound::{close_code, OutboundQueue, Outgoing, QueueLimits};
-use crate::session::{Admission, Session};
+use crate::session::Session;
+use crate::token_stage::Admission;
 use crate::BridgeState;
 
 pub type BrowserSocket = WebSocketStream<Watched<TokioIo<Upgraded>>>;
