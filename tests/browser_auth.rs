@@ -412,6 +412,22 @@ async fn the_acl_file_binds_browsers_and_a_token_logs_in_over_mqtt() {
         Some(("dev1", &expired)),
     ));
     assert_eq!(client.connack(), 4, "expired");
+    // A token login ends when the token does: v5 DISCONNECT 0x87.
+    let short = mint(&sb, &["--sub", "dev1", "--subscribe", "#", "--ttl", "2"]);
+    let mut lapsing = RawClient::connect(sb.tcp_addr());
+    lapsing.send(&raw::connect_login(
+        true,
+        "jwt-short",
+        Some(("dev1", &short)),
+    ));
+    assert_eq!(lapsing.connack(), 0);
+    let disconnect = lapsing.expect_kind(raw::DISCONNECT, 4 * SECOND);
+    assert_eq!(
+        disconnect.body.first(),
+        Some(&0x87),
+        "{:?}",
+        disconnect.body
+    );
     let sub = Sub::start(tcp, &["-u", "dev1", "-P", &dev, "-t", "#", "-v"]);
     publish(
         tcp,

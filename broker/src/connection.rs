@@ -215,6 +215,14 @@ impl<I: MqttIo> Live<I> {
             .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
+        // A login by token ends when the token does (EMQX's disconnect_after_expire).
+        let token_deadline = match connection.access.token_left() {
+            Some(left) => Instant::now()
+                .checked_add(left)
+                .unwrap_or(far_future)
+                .min(far_future),
+            None => far_future,
+        };
         let patience = Duration::from_millis(connection.edge.config.mqtt.publisher_wait_ms);
         let packet_timeout = Duration::from_secs(connection.edge.config.mqtt.packet_timeout_secs);
         // When the first bytes of a packet not yet complete arrived.
@@ -282,6 +290,9 @@ impl<I: MqttIo> Live<I> {
                     if let Some(limit) = idle_limit {
                         idle_deadline = Instant::now() + limit;
                     }
+                }
+                _ = sleep_until(token_deadline) => {
+                    return End::Violation(DisconnectReasonCode::NotAuthorized, "token expired".into());
                 }
                 _ = sleep_until(packet_deadline) => {
                     return End::Io("packet not finished in time ([mqtt] packet_timeout_secs)".into());

@@ -245,6 +245,8 @@ pub struct ClientAccess {
     rights: Rights,
     generation: u64,
     from_token: bool,
+    /// The token's `exp` (seconds since 1970), for a login by token.
+    token_exp: Option<u64>,
 }
 
 impl ClientAccess {
@@ -265,7 +267,15 @@ impl ClientAccess {
             rights,
             generation,
             from_token: claims.is_some(),
+            token_exp: claims.map(|c| c.exp),
         }
+    }
+
+    /// How long until the login's token expires (`None`: not a token login).
+    pub fn token_left(&self) -> Option<std::time::Duration> {
+        let now = crate::events::now_ms() / 1000;
+        self.token_exp
+            .map(|exp| std::time::Duration::from_secs(exp.saturating_sub(now)))
     }
 
     pub fn rights(&mut self, state: &AuthState) -> &Rights {
