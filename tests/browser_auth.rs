@@ -37,6 +37,10 @@ token_expiry_grace_ms = 1000
 
 [rooms.plant-7]
 topics = ["factory/plant7/#"]
+
+[rooms.chat]
+topics = ["chat/#"]
+presence = true
 "#
     );
     Switchboard::start_with("", &tables)
@@ -225,6 +229,41 @@ async fn an_expiring_token_warns_then_closes_unless_refreshed() {
     publish(sb.ports.tcp, &["-t", "sensors/x", "-m", "1"]);
     let message = kept.push(2 * SECOND).await.expect("still open");
     assert_eq!(message["topic"], "sensors/x", "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_events_and_lists_need_the_presence_claim_or_the_room_by_name() {
+    let sb = jwt_broker(&format!("jwt_secret = \"{SECRET}\""));
+    let connect = |token: String| async move {
+        let bearer = format!("Bearer {token}");
+        let mut b = Browser::open(sb.ports.http, "/ws", &[("authorization", &bearer)]).await;
+        b.welcomed_now().await;
+        b
+    };
+    let mut named = connect(mint(&sb, &["--sub", "ann", "--room", "chat"])).await;
+    let mut covered = connect(mint(&sb, &["--sub", "ben", "--room", "chat/#"])).await;
+    named.join("chat").await;
+    covered.join("chat").await;
+    let event = named.push(2 * SECOND).await.expect("ann sees ben join");
+    assert_eq!(
+        (event["type"].as_str(), event["member"]["user"].as_str()),
+        (Some("member"), Some("ben"))
+    );
+    let mut third = connect(mint(&sb, &["--sub", "cat", "--room", "chat"])).await;
+    third.join("chat").await;
+    assert!(named.push(2 * SECOND).await.is_some(), "ann sees cat join");
+    assert!(
+        covered.push(Duration::from_millis(300)).await.is_none(),
+        "ben sees no member events"
+    );
+    let list = covered
+        .request(json!({"type": "presence", "room": "chat"}))
+        .await;
+    assert_eq!(list["code"], "forbidden", "{list}");
+    let list = named
+        .request(json!({"type": "presence", "room": "chat"}))
+        .await;
+    assert_eq!(list["members"].as_array().map(Vec::len), Some(3), "{list}");
 }
 
 fn b64url(bytes: &[u8]) -> String {

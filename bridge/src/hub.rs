@@ -34,6 +34,26 @@ pub struct Member {
     pub info: MemberInfo,
     /// What the ACL lets it read (checked for every message and state entry).
     pub access: SharedAccess,
+    /// Whose member lists and join/leave events it may see.
+    pub sees: SeesMembers,
+}
+
+/// Without browser auth: every room's members. With a token: as its claims say
+/// (`presence: true`, or the room named in `rooms`).
+pub enum SeesMembers {
+    All,
+    Granted { presence: bool, rooms: Vec<String> },
+}
+
+impl SeesMembers {
+    pub fn of(&self, room: &str) -> bool {
+        match self {
+            SeesMembers::All => true,
+            SeesMembers::Granted { presence, rooms } => {
+                *presence || rooms.iter().any(|r| r == room)
+            }
+        }
+    }
 }
 
 pub(crate) struct Room {
@@ -174,7 +194,7 @@ impl Hub {
             true => room
                 .members
                 .iter()
-                .filter(|(c, _)| **c != conn)
+                .filter(|(c, m)| **c != conn && m.sees.of(&name))
                 .map(|(_, m)| m.clone())
                 .collect(),
             false => Vec::new(),
@@ -304,7 +324,12 @@ impl Hub {
             };
             let spec = entry.spec.clone();
             let others: Vec<Arc<Member>> = match spec.presence {
-                true => entry.members.values().cloned().collect(),
+                true => entry
+                    .members
+                    .values()
+                    .filter(|m| m.sees.of(room))
+                    .cloned()
+                    .collect(),
                 false => Vec::new(),
             };
             if entry.members.is_empty() {

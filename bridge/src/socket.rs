@@ -27,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
 use crate::frames::{encode, ErrorCode, MemberInfo};
-use crate::hub::Member;
+use crate::hub::{Member, SeesMembers};
 use crate::outbound::{close_code, OutboundQueue, Outgoing, QueueLimits};
 use crate::session::Session;
 use crate::token_stage::Admission;
@@ -105,6 +105,7 @@ impl Browser {
                 user: None,
             },
             access: SharedAccess::new(state.auth.clone(), None, session_id.clone()),
+            sees: SeesMembers::All,
         });
         gauge!("switchboard_bridge_connections").increment(1.0);
         if switchboard_broker::repeats::allow("browser connected") {

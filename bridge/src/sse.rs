@@ -21,7 +21,7 @@ use switchboard_broker::auth::SharedAccess;
 
 use crate::frames::MemberInfo;
 use crate::grant::{token_in, Grant};
-use crate::hub::{Member, StartAt};
+use crate::hub::{Member, SeesMembers, StartAt};
 use crate::joined::{Joined, State as JoinedState};
 use crate::outbound::{OutboundQueue, Outgoing, QueueLimits};
 use crate::rooms::resolve;
@@ -96,6 +96,13 @@ pub async fn stream(
             user: user.as_deref().map(Arc::from),
         },
         access: SharedAccess::new(bridge.auth.clone(), user, session),
+        sees: match &grant {
+            Some(g) => SeesMembers::Granted {
+                presence: g.claims.presence,
+                rooms: g.claims.rooms.clone(),
+            },
+            None => SeesMembers::All,
+        },
     });
     let conn = bridge.hub.next_conn_id();
     let mut joined = Vec::new();

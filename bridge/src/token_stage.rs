@@ -13,7 +13,7 @@ use crate::frames::{
     encode, Bare, ErrorCode, Left, Limits, MemberInfo, RequestId, TokenExpired, Welcome,
 };
 use crate::grant::{refusal, Grant};
-use crate::hub::Member;
+use crate::hub::{Member, SeesMembers};
 use crate::outbound::close_code;
 use crate::session::Session;
 
@@ -84,6 +84,10 @@ impl Session {
                 user: user.as_deref().map(Arc::from),
             },
             access: SharedAccess::new(self.state.auth.clone(), user, session),
+            sees: SeesMembers::Granted {
+                presence: claims.presence,
+                rooms: claims.rooms.clone(),
+            },
         });
         self.stage = Stage::Authed {
             grant: Grant::new(claims),
