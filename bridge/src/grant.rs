@@ -2,6 +2,7 @@
 //! comes from in a request (`Authorization: Bearer`, the cookie, the query when
 //! allowed), and when it expires.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::topic::matches;
@@ -18,7 +19,7 @@ const FOREVER_SECS: u64 = 10 * 365 * 24 * 3600;
 /// A verified token's rights.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     /// When `exp` is reached, on this process's clock.
     pub expires: Instant,
 }
@@ -29,7 +30,7 @@ impl Grant {
         // A far `exp` (u64::MAX) must not overflow the clock: ten years is forever here.
         let left = Duration::from_secs(claims.exp.saturating_sub(now_secs).min(FOREVER_SECS));
         Grant {
-            claims,
+            claims: Arc::new(claims),
             expires: Instant::now() + left,
         }
     }
@@ -71,9 +72,9 @@ pub fn admission(auth: &Auth, config: &AuthConfig, headers: &HeaderMap, uri: &Ur
         return Admission::Open;
     }
     match token_in(headers, uri, config) {
-        Ok(Some(token)) => Admission::Token(auth.verify_token(&token)),
+        Ok(Some(token)) => Admission::Token(Box::new(auth.verify_token(&token))),
         Ok(None) => Admission::AwaitFrame,
-        Err(why) => Admission::Token(Err(TokenError::Invalid(why.into()))),
+        Err(why) => Admission::Token(Box::new(Err(TokenError::Invalid(why.into())))),
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrics::{counter, gauge};
 use parking_lot::{Mutex, RwLock};
-use switchboard_broker::auth::SharedAccess;
+use switchboard_broker::auth::{Claims, SharedAccess};
 use switchboard_broker::EventFeed;
 use switchboard_config::Config;
 
@@ -38,19 +38,34 @@ pub struct Member {
     pub sees: SeesMembers,
 }
 
+impl Member {
+    fn who(&self) -> (Option<&str>, &str) {
+        (self.info.user.as_deref(), &self.info.session)
+    }
+
+    /// The ACL lets it read `topic`.
+    pub fn may_read(&self, topic: &str) -> bool {
+        self.access.may_read(self.who(), topic)
+    }
+
+    pub fn may_write(&self, topic: &str) -> bool {
+        self.access.may_write(self.who(), topic)
+    }
+}
+
 /// Without browser auth: every room's members. With a token: as its claims say
 /// (`presence: true`, or the room named in `rooms`).
 pub enum SeesMembers {
     All,
-    Granted { presence: bool, rooms: Vec<String> },
+    Granted(Arc<Claims>),
 }
 
 impl SeesMembers {
     pub fn of(&self, room: &str) -> bool {
         match self {
             SeesMembers::All => true,
-            SeesMembers::Granted { presence, rooms } => {
-                *presence || rooms.iter().any(|r| r == room)
+            SeesMembers::Granted(claims) => {
+                claims.presence || claims.rooms.iter().any(|r| r == room)
             }
         }
     }
@@ -238,7 +253,7 @@ impl Hub {
         start: StartAt,
         id: RequestId,
     ) -> Joined {
-        let readable = |m: &Arc<Message>| member.access.may_read(&m.topic);
+        let readable = |m: &Arc<Message>| member.may_read(&m.topic);
         let budget = self.config.bridge.max_reply_bytes.as_usize();
         let room = &spec.name;
         let size = |m: &Arc<Message>| m.frame_size_estimate(room);
@@ -285,7 +300,7 @@ impl Hub {
         let (mut state, mut state_truncated) = self
             .retained
             .matching(&spec.filters, self.config.bridge.max_state_topics);
-        state.retain(|v| member.access.may_read(&v.topic));
+        state.retain(|v| member.may_read(&v.topic));
         let (state_bytes, cut) = fit(&mut state, budget.saturating_sub(used), |v| {
             v.size_estimate()
         });
@@ -399,7 +414,7 @@ impl Hub {
             };
             let frame = message.frame(name, false);
             for member in room.members.values() {
-                if member.access.may_read(topic) {
+                if member.may_read(topic) {
                     member.queue.push_message(name, &message, &frame);
                 }
             }

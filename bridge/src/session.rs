@@ -204,7 +204,7 @@ impl Session {
                 .iter()
                 .any(|f| matches(f, topic)),
         } || self.rooms.values().any(|room| room.may_publish(topic));
-        if !allowed || !self.member.access.may_write(topic) {
+        if !allowed || !self.member.may_write(topic) {
             let message = format!("publishing to {topic:?} is not allowed");
             return self.error(id, ErrorCode::Forbidden, &message);
         }

@@ -104,7 +104,7 @@ impl Browser {
                 session: session_id.clone(),
                 user: None,
             },
-            access: SharedAccess::new(state.auth.clone(), None, session_id.clone()),
+            access: SharedAccess::new(state.auth.clone(), (None, &session_id)),
             sees: SeesMembers::All,
         });
         gauge!("switchboard_bridge_connections").increment(1.0);

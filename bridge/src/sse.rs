@@ -95,12 +95,9 @@ pub async fn stream(
             session: session.clone(),
             user: user.as_deref().map(Arc::from),
         },
-        access: SharedAccess::new(bridge.auth.clone(), user, session),
+        access: SharedAccess::new(bridge.auth.clone(), (user.as_deref(), &session)),
         sees: match &grant {
-            Some(g) => SeesMembers::Granted {
-                presence: g.claims.presence,
-                rooms: g.claims.rooms.clone(),
-            },
+            Some(g) => SeesMembers::Granted(g.claims.clone()),
             None => SeesMembers::All,
         },
     });

@@ -21,16 +21,23 @@ use crate::session::Session;
 pub enum Admission {
     /// Browser auth is off.
     Open,
-    /// The request carried a token (header, cookie or allowed query).
-    Token(Result<Claims, TokenError>),
+    /// The request carried a token (header, cookie or allowed query). Boxed: the
+    /// upgrade task holds it, and its size, until the socket is served.
+    Token(Box<Result<Claims, TokenError>>),
     /// No token yet: the first frame must be `auth`.
     AwaitFrame,
 }
 
 pub(crate) enum Stage {
     Open,
-    Waiting { until: Instant },
-    Authed { grant: Grant, warned: bool },
+    Waiting {
+        until: Instant,
+    },
+    /// Boxed: an idle connection without a token holds only the tag.
+    Authed {
+        grant: Box<Grant>,
+        warned: bool,
+    },
 }
 
 impl Session {
@@ -38,8 +45,10 @@ impl Session {
     pub fn open(&mut self, admission: Admission) {
         match admission {
             Admission::Open => self.welcome(),
-            Admission::Token(Ok(claims)) => self.authenticated(claims),
-            Admission::Token(Err(error)) => self.refuse(&error),
+            Admission::Token(verified) => match *verified {
+                Ok(claims) => self.authenticated(claims),
+                Err(error) => self.refuse(&error),
+            },
             Admission::AwaitFrame => {
                 let wait = self.state.hub.config().auth.browser_auth_timeout_ms;
                 self.stage = Stage::Waiting {
@@ -77,20 +86,18 @@ impl Session {
     fn authenticated(&mut self, claims: Claims) {
         let session = self.member.info.session.clone();
         let user = claims.sub.clone();
+        let grant = Box::new(Grant::new(claims));
         self.member = Arc::new(Member {
             queue: self.member.queue.clone(),
             info: MemberInfo {
                 session: session.clone(),
                 user: user.as_deref().map(Arc::from),
             },
-            access: SharedAccess::new(self.state.auth.clone(), user, session),
-            sees: SeesMembers::Granted {
-                presence: claims.presence,
-                rooms: claims.rooms.clone(),
-            },
+            access: SharedAccess::new(self.state.auth.clone(), (user.as_deref(), &session)),
+            sees: SeesMembers::Granted(grant.claims.clone()),
         });
         self.stage = Stage::Authed {
-            grant: Grant::new(claims),
+            grant,
             warned: false,
         };
         self.welcome();
@@ -165,7 +172,7 @@ impl Session {
             (None, Err(error)) => self.refuse(&error),
             (Some(user), Ok(claims)) if user == claims.sub => {
                 self.stage = Stage::Authed {
-                    grant: Grant::new(claims),
+                    grant: Box::new(Grant::new(claims)),
                     warned: false,
                 };
                 self.leave_ungranted();

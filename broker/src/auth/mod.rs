@@ -6,7 +6,7 @@ pub mod acl;
 pub mod jwt;
 pub mod passwords;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -186,12 +186,15 @@ fn glob(pattern: &str, text: &str) -> bool {
 pub struct AuthState {
     current: RwLock<Arc<Auth>>,
     generation: AtomicU64,
+    /// An ACL file is in force (without one, browsers' deliveries skip every check).
+    acl_set: AtomicBool,
     checks: Semaphore,
 }
 
 impl AuthState {
     pub fn new(auth: Auth) -> AuthState {
         AuthState {
+            acl_set: AtomicBool::new(auth.acl.is_some()),
             current: RwLock::new(Arc::new(auth)),
             generation: AtomicU64::new(0),
             checks: Semaphore::new(PARALLEL_CHECKS),
@@ -210,6 +213,7 @@ impl AuthState {
     pub fn reload(&self, config: &Config) -> Result<String, String> {
         let auth = Auth::load(config)?;
         let described = auth.describe();
+        self.acl_set.store(auth.acl.is_some(), Ordering::Release);
         *self.current.write() = Arc::new(auth);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(described)
@@ -290,27 +294,49 @@ impl ClientAccess {
     }
 }
 
-/// One browser's rights, read by every thread that delivers to it.
+/// One browser's rights, read by every thread that delivers to it; looked up again
+/// after a reload. Its name (user, client id) is kept by the caller: tens of
+/// thousands of these are held at once.
 pub struct SharedAccess {
     state: Arc<AuthState>,
-    access: parking_lot::Mutex<ClientAccess>,
+    cached: parking_lot::Mutex<(u64, Rights)>,
 }
 
+/// Who a browser is for the ACL: its token's `sub` (if any) and its session id.
+pub type Identity<'a> = (Option<&'a str>, &'a str);
+
 impl SharedAccess {
-    pub fn new(state: Arc<AuthState>, username: Option<String>, client_id: Arc<str>) -> Self {
-        let access = ClientAccess::new(&state, username, client_id, None);
+    pub fn new(state: Arc<AuthState>, (username, client_id): Identity<'_>) -> Self {
+        let rights = state.current().rights(username, client_id);
+        let generation = state.generation();
         SharedAccess {
             state,
-            access: parking_lot::Mutex::new(access),
+            cached: parking_lot::Mutex::new((generation, rights)),
         }
     }
 
-    pub fn may_read(&self, topic: &str) -> bool {
-        self.access.lock().rights(&self.state).may_read(topic)
+    fn check(
+        &self,
+        (username, client_id): Identity<'_>,
+        allowed: impl Fn(&Rights) -> bool,
+    ) -> bool {
+        if !self.state.acl_set.load(Ordering::Acquire) {
+            return true;
+        }
+        let generation = self.state.generation();
+        let mut cached = self.cached.lock();
+        if cached.0 != generation {
+            *cached = (generation, self.state.current().rights(username, client_id));
+        }
+        allowed(&cached.1)
     }
 
-    pub fn may_write(&self, topic: &str) -> bool {
-        self.access.lock().rights(&self.state).may_write(topic)
+    pub fn may_read(&self, who: Identity<'_>, topic: &str) -> bool {
+        self.check(who, |rights| rights.may_read(topic))
+    }
+
+    pub fn may_write(&self, who: Identity<'_>, topic: &str) -> bool {
+        self.check(who, |rights| rights.may_write(topic))
     }
 }
 
