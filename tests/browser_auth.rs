@@ -59,6 +59,12 @@ fn mint(sb: &Switchboard, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Opens `/ws` with `Authorization: Bearer <token>` (no `welcome` awaited).
+async fn bearer(http: u16, token: &str) -> Browser {
+    let header = format!("Bearer {token}");
+    Browser::open(http, "/ws", &[("authorization", &header)]).await
+}
+
 async fn closed_with(browser: &mut Browser, within: Duration) -> Ended {
     browser.until_closed(within).await
 }
@@ -80,10 +86,8 @@ async fn tokens_from_header_cookie_and_frame_grant_exactly_their_claims() {
             "devices/+/cmd",
         ],
     );
-    let bearer = format!("Bearer {alice}");
-
     // Authorization header: welcomed as alice; only the granted rooms and topics.
-    let mut b = Browser::open(http, "/ws", &[("authorization", &bearer)]).await;
+    let mut b = bearer(http, &alice).await;
     assert_eq!(b.welcomed_now().await["user"], "alice");
     b.join("sensors/+/temp").await;
     b.join("plant-7").await;
@@ -136,16 +140,14 @@ async fn tokens_from_header_cookie_and_frame_grant_exactly_their_claims() {
     let mut forged = alice.clone();
     forged.truncate(forged.len() - 4);
     forged.push_str("AAAA");
-    let forged = format!("Bearer {forged}");
-    let mut x = Browser::open(http, "/ws", &[("authorization", &forged)]).await;
+    let mut x = bearer(http, &forged).await;
     assert_eq!(
         closed_with(&mut x, 2 * SECOND).await,
         Ended::Closed(Some(4001)),
         "forged"
     );
     let expired = mint(&sb, &["--sub", "alice", "--room", "#", "--ttl", "-60"]);
-    let expired = format!("Bearer {expired}");
-    let mut e = Browser::open(http, "/ws", &[("authorization", &expired)]).await;
+    let mut e = bearer(http, &expired).await;
     assert_eq!(
         closed_with(&mut e, 2 * SECOND).await,
         Ended::Closed(Some(4002)),
@@ -196,12 +198,11 @@ async fn an_expiring_token_warns_then_closes_unless_refreshed() {
             "2",
         ],
     );
-    let bearer = format!("Bearer {short}");
-    let mut kept = Browser::open(http, "/ws", &[("authorization", &bearer)]).await;
+    let mut kept = bearer(http, &short).await;
     kept.welcomed_now().await;
     kept.join("sensors/#").await;
     kept.join("chat/#").await;
-    let mut lapsed = Browser::open(http, "/ws", &[("authorization", &bearer)]).await;
+    let mut lapsed = bearer(http, &short).await;
     lapsed.welcomed_now().await;
 
     let warned = kept.push(4 * SECOND).await.expect("token_expired");
@@ -235,8 +236,7 @@ async fn an_expiring_token_warns_then_closes_unless_refreshed() {
 async fn member_events_and_lists_need_the_presence_claim_or_the_room_by_name() {
     let sb = jwt_broker(&format!("jwt_secret = \"{SECRET}\""));
     let connect = |token: String| async move {
-        let bearer = format!("Bearer {token}");
-        let mut b = Browser::open(sb.ports.http, "/ws", &[("authorization", &bearer)]).await;
+        let mut b = bearer(sb.ports.http, &token).await;
         b.welcomed_now().await;
         b
     };
@@ -316,8 +316,7 @@ async fn es256_by_public_key_and_by_jwk_set_and_sse_by_cookie() {
                 "sensors/#",
             ],
         );
-        let bearer = format!("Bearer {token}");
-        let mut b = Browser::open(sb.ports.http, "/ws", &[("authorization", &bearer)]).await;
+        let mut b = bearer(sb.ports.http, &token).await;
         assert_eq!(b.welcomed_now().await["user"], "carol", "{setting}");
         // An HS256 token (alg confusion) is refused where a public key is configured.
         let hs = Command::new(BIN)
@@ -326,8 +325,8 @@ async fn es256_by_public_key_and_by_jwk_set_and_sse_by_cookie() {
             .args(["token", "--sub", "carol", "--room", "#"])
             .output()
             .unwrap();
-        let hs = format!("Bearer {}", String::from_utf8(hs.stdout).unwrap().trim());
-        let mut x = Browser::open(sb.ports.http, "/ws", &[("authorization", &hs)]).await;
+        let hs = String::from_utf8(hs.stdout).unwrap();
+        let mut x = bearer(sb.ports.http, hs.trim()).await;
         assert_eq!(
             closed_with(&mut x, 2 * SECOND).await,
             Ended::Closed(Some(4001))
@@ -390,8 +389,7 @@ async fn the_acl_file_binds_browsers_and_a_token_logs_in_over_mqtt() {
             "devices/#",
         ],
     );
-    let bearer = format!("Bearer {token}");
-    let mut b = Browser::open(sb.ports.http, "/ws", &[("authorization", &bearer)]).await;
+    let mut b = bearer(sb.ports.http, &token).await;
     b.welcomed_now().await;
     let joined = b.join("sensors/#").await;
     let topics: Vec<&str> = joined["state"]
