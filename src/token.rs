@@ -34,6 +34,12 @@ pub struct TokenArgs {
     /// The `kid` header (to pick a key from a JWK set).
     #[arg(long)]
     kid: Option<String>,
+    /// The `iss` claim (`[auth] jwt_issuer`).
+    #[arg(long)]
+    iss: Option<String>,
+    /// The `aud` claim (`[auth] jwt_audience`).
+    #[arg(long)]
+    aud: Option<String>,
 }
 
 pub fn mint(config: Option<&Path>, args: &TokenArgs) -> Result<String, String> {
@@ -60,9 +66,15 @@ pub fn mint(config: Option<&Path>, args: &TokenArgs) -> Result<String, String> {
             )
         }
     };
+    let mut body = serde_json::to_value(&claims).map_err(|e| e.to_string())?;
+    for (name, value) in [("iss", &args.iss), ("aud", &args.aud)] {
+        if let (Some(value), Some(object)) = (value, body.as_object_mut()) {
+            object.insert(name.into(), serde_json::Value::String(value.clone()));
+        }
+    }
     let mut header = Header::new(algorithm);
     header.kid = args.kid.clone();
-    encode(&header, &claims, &key).map_err(|e| format!("cannot sign: {e}"))
+    encode(&header, &body, &key).map_err(|e| format!("cannot sign: {e}"))
 }
 
 fn private_key(path: &Path) -> Result<(Algorithm, EncodingKey), String> {

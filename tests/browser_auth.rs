@@ -302,10 +302,14 @@ async fn es256_by_public_key_and_by_jwk_set_and_sse_by_cookie() {
             "jwt_public_key" => dir.path().join("public.pem"),
             _ => dir.path().join("jwks.json"),
         };
-        let sb = jwt_broker(&format!("{setting} = \"{}\"", file.display()));
-        let token = mint(
-            &sb,
-            &[
+        // The JWK set case also names the issuer and audience tokens must carry.
+        let named = match setting {
+            "jwks_file" => "\njwt_issuer = \"https://id.test\"\njwt_audience = \"switchboard\"",
+            _ => "",
+        };
+        let sb = jwt_broker(&format!("{setting} = \"{}\"{named}", file.display()));
+        let carol = |aud: &str| {
+            let args = [
                 "--key",
                 key,
                 "--kid",
@@ -314,10 +318,21 @@ async fn es256_by_public_key_and_by_jwk_set_and_sse_by_cookie() {
                 "carol",
                 "--room",
                 "sensors/#",
-            ],
-        );
+            ];
+            mint(
+                &sb,
+                &[&args[..], &["--iss", "https://id.test", "--aud", aud]].concat(),
+            )
+        };
+        let token = carol("switchboard");
         let mut b = bearer(sb.ports.http, &token).await;
         assert_eq!(b.welcomed_now().await["user"], "carol", "{setting}");
+        if setting == "jwks_file" {
+            let elsewhere = carol("another-app");
+            let mut other = bearer(sb.ports.http, &elsewhere).await;
+            let ended = closed_with(&mut other, 2 * SECOND).await;
+            assert_eq!(ended, Ended::Closed(Some(4001)), "another audience");
+        }
         // An HS256 token (alg confusion) is refused where a public key is configured.
         let hs = Command::new(BIN)
             .arg("--config")

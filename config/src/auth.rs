@@ -30,6 +30,11 @@ pub struct AuthConfig {
     pub jwt_public_key: Option<PathBuf>,
     /// A JSON Web Key Set file (keys chosen by the token's `kid`); re-read on SIGHUP.
     pub jwks_file: Option<PathBuf>,
+    /// Set: tokens must carry this `iss` (your identity provider's issuer).
+    pub jwt_issuer: Option<String>,
+    /// Set: tokens must list this in `aud` (so a token minted for another
+    /// application of the same identity provider is refused).
+    pub jwt_audience: Option<String>,
     /// The cookie a browser's token is read from.
     pub jwt_cookie: String,
     /// Accept `?token=` on `/ws` and `/sse` (URLs end up in logs and histories).
@@ -54,6 +59,8 @@ impl Default for AuthConfig {
             jwt_secret: None,
             jwt_public_key: None,
             jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             jwt_cookie: "sb_token".into(),
             allow_query_token: false,
             mqtt_jwt: false,

@@ -61,9 +61,11 @@ struct Key {
     algorithms: Vec<Algorithm>,
 }
 
-/// The keys tokens are checked with.
+/// The keys tokens are checked with, and the issuer and audience they must name.
 pub struct TokenKeys {
     keys: Vec<Key>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -102,7 +104,11 @@ impl TokenKeys {
         } else {
             return Err("[auth] needs jwt_secret, jwt_public_key or jwks_file".into());
         };
-        Ok(Some(TokenKeys { keys }))
+        Ok(Some(TokenKeys {
+            keys,
+            issuer: auth.jwt_issuer.clone(),
+            audience: auth.jwt_audience.clone(),
+        }))
     }
 
     /// Checks signature, algorithm, `exp` and the claims' shape.
@@ -122,7 +128,20 @@ impl TokenKeys {
         }
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
-        validation.validate_aud = false;
+        // Set, they are required too (a token without them is refused).
+        let mut required = vec!["exp"];
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         let claims = decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -276,6 +295,41 @@ mod tests {
         ));
         assert!(looks_like_token(token(&expired, SECRET).as_bytes()));
         assert!(!looks_like_token(b"hunter2"));
+    }
+
+    #[test]
+    fn issuer_and_audience_when_configured() {
+        let auth = AuthConfig {
+            browser: switchboard_config::BrowserAuth::Jwt,
+            jwt_secret: Some(SECRET.into()),
+            jwt_issuer: Some("https://id.example".into()),
+            jwt_audience: Some("switchboard".into()),
+            ..AuthConfig::default()
+        };
+        let keys = TokenKeys::load(&auth).ok().flatten().unwrap();
+        let sign = |body: serde_json::Value| {
+            encode(
+                &Header::default(),
+                &body,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        let exp = in_an_hour();
+        let good = sign(
+            serde_json::json!({"exp": exp, "iss": "https://id.example", "aud": ["other", "switchboard"]}),
+        );
+        assert!(keys.verify(&good).is_ok());
+        for bad in [
+            serde_json::json!({"exp": exp, "iss": "https://id.example", "aud": "other-app"}),
+            serde_json::json!({"exp": exp, "iss": "https://evil.example", "aud": "switchboard"}),
+            serde_json::json!({"exp": exp, "aud": "switchboard"}),
+        ] {
+            assert!(matches!(
+                keys.verify(&sign(bad)),
+                Err(TokenError::Invalid(_))
+            ));
+        }
     }
 
     #[test]
