@@ -264,6 +264,21 @@ async fn member_events_and_lists_need_the_presence_claim_or_the_room_by_name() {
         .request(json!({"type": "presence", "room": "chat"}))
         .await;
     assert_eq!(list["members"].as_array().map(Vec::len), Some(3), "{list}");
+
+    // A fresh token naming the room: ben sees members from now on.
+    let fresh = mint(&sb, &["--sub", "ben", "--room", "chat"]);
+    let ack = covered
+        .request(json!({"type": "auth", "token": fresh}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let list = covered
+        .request(json!({"type": "presence", "room": "chat"}))
+        .await;
+    assert_eq!(list["type"], "presence", "{list}");
+    let mut fourth = connect(mint(&sb, &["--sub", "dan", "--room", "chat"])).await;
+    fourth.join("chat").await;
+    let event = covered.push(2 * SECOND).await.expect("ben sees dan join");
+    assert_eq!(event["member"]["user"], "dan", "{event}");
 }
 
 fn b64url(bytes: &[u8]) -> String {

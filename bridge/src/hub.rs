@@ -34,8 +34,9 @@ pub struct Member {
     pub info: MemberInfo,
     /// What the ACL lets it read (checked for every message and state entry).
     pub access: SharedAccess,
-    /// Whose member lists and join/leave events it may see.
-    pub sees: SeesMembers,
+    /// Whose member lists and join/leave events it may see (a refreshed token
+    /// replaces it).
+    pub sees: RwLock<SeesMembers>,
 }
 
 impl Member {
@@ -209,7 +210,7 @@ impl Hub {
             true => room
                 .members
                 .iter()
-                .filter(|(c, m)| **c != conn && m.sees.of(&name))
+                .filter(|(c, m)| **c != conn && m.sees.read().of(&name))
                 .map(|(_, m)| m.clone())
                 .collect(),
             false => Vec::new(),
@@ -342,7 +343,7 @@ impl Hub {
                 true => entry
                     .members
                     .values()
-                    .filter(|m| m.sees.of(room))
+                    .filter(|m| m.sees.read().of(room))
                     .cloned()
                     .collect(),
                 false => Vec::new(),

@@ -16,6 +16,7 @@ use futures_util::{Sink, Stream};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
+use parking_lot::RwLock;
 use switchboard_broker::auth::SharedAccess;
 use switchboard_broker::watched::Watched;
 use tokio::sync::OwnedSemaphorePermit;
@@ -105,7 +106,7 @@ impl Browser {
                 user: None,
             },
             access: SharedAccess::new(state.auth.clone(), (None, &session_id)),
-            sees: SeesMembers::All,
+            sees: RwLock::new(SeesMembers::All),
         });
         gauge!("switchboard_bridge_connections").increment(1.0);
         if switchboard_broker::repeats::allow("browser connected") {

@@ -14,6 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::stream::{self, Stream, StreamExt};
+use parking_lot::RwLock;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accept::PendingRelease;
@@ -96,10 +97,10 @@ pub async fn stream(
             user: user.as_deref().map(Arc::from),
         },
         access: SharedAccess::new(bridge.auth.clone(), (user.as_deref(), &session)),
-        sees: match &grant {
+        sees: RwLock::new(match &grant {
             Some(g) => SeesMembers::Granted(g.claims.clone()),
             None => SeesMembers::All,
-        },
+        }),
     });
     let conn = bridge.hub.next_conn_id();
     let mut joined = Vec::new();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::counter;
+use parking_lot::RwLock;
 use switchboard_broker::auth::{Claims, SharedAccess, TokenError};
 use tracing::info;
 
@@ -94,7 +95,7 @@ impl Session {
                 user: user.as_deref().map(Arc::from),
             },
             access: SharedAccess::new(self.state.auth.clone(), (user.as_deref(), &session)),
-            sees: SeesMembers::Granted(grant.claims.clone()),
+            sees: RwLock::new(SeesMembers::Granted(grant.claims.clone())),
         });
         self.stage = Stage::Authed {
             grant,
@@ -171,8 +172,10 @@ impl Session {
             (None, Ok(claims)) => self.authenticated(claims),
             (None, Err(error)) => self.refuse(&error),
             (Some(user), Ok(claims)) if user == claims.sub => {
+                let grant = Box::new(Grant::new(claims));
+                *self.member.sees.write() = SeesMembers::Granted(grant.claims.clone());
                 self.stage = Stage::Authed {
-                    grant: Box::new(Grant::new(claims)),
+                    grant,
                     warned: false,
                 };
                 self.leave_ungranted();
