@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics::counter;
+use switchboard_broker::rate::TokenBucket;
 use tracing::debug;
 
 use crate::frames::{encode, Bare, ErrorCode, ErrorFrame, Left, PresenceReply, RequestId};
@@ -224,49 +225,5 @@ impl Session {
         if id.is_some() {
             self.send(encode(&Bare { kind: "ack", id }));
         }
-    }
-}
-
-/// Requests per second with a burst of twice that.
-struct TokenBucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl TokenBucket {
-    fn new(per_second: u32) -> TokenBucket {
-        let rate = f64::from(per_second);
-        TokenBucket {
-            rate,
-            capacity: rate * 2.0,
-            tokens: rate * 2.0,
-            refilled: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_bucket_allows_a_burst_then_refuses() {
-        let mut bucket = TokenBucket::new(5);
-        assert_eq!((0..20).filter(|_| bucket.take()).count(), 10);
     }
 }

@@ -168,9 +168,12 @@ impl Browser {
         self.last_heard = Instant::now();
         match frame {
             WsMessage::Text(text) => {
+                let deadline = self.session.token_deadline();
                 self.session.handle_text(&text);
                 // An accepted token brings its expiry.
-                self.rearm();
+                if self.session.token_deadline() != deadline {
+                    self.rearm();
+                }
             }
             WsMessage::Binary(_) => self.session.error(
                 &None,

@@ -134,26 +134,17 @@ impl Session {
             return;
         }
         let grace_ms = self.state.hub.config().auth.token_expiry_grace_ms;
+        let queue = &self.member.queue;
         match &mut self.stage {
             Stage::Open => {}
-            Stage::Waiting { .. } => self
-                .member
-                .queue
-                .close(close_code::UNAUTHORIZED, "no token in time"),
-            Stage::Authed { warned: false, .. } => {
-                self.stage_warned();
-                self.send(encode(&TokenExpired { grace_ms }));
+            Stage::Waiting { .. } => queue.close(close_code::UNAUTHORIZED, "no token in time"),
+            Stage::Authed { warned: true, .. } => {
+                queue.close(close_code::TOKEN_EXPIRED, "token expired")
             }
-            Stage::Authed { warned: true, .. } => self
-                .member
-                .queue
-                .close(close_code::TOKEN_EXPIRED, "token expired"),
-        }
-    }
-
-    fn stage_warned(&mut self) {
-        if let Stage::Authed { warned, .. } = &mut self.stage {
-            *warned = true;
+            Stage::Authed { warned, .. } => {
+                *warned = true;
+                queue.push_frame(encode(&TokenExpired { grace_ms }));
+            }
         }
     }
 

@@ -20,6 +20,7 @@ use crate::codec::Codec;
 use crate::establish::{establish, Accepted};
 use crate::events::{OfflineReason, RetainedChange};
 use crate::presence::Presence;
+use crate::rate::TokenBucket;
 use crate::sessions::{Kick, SessionClaim};
 use crate::transport::MqttIo;
 use crate::Edge;
@@ -168,36 +169,10 @@ pub(crate) struct Connection<I> {
     pub access: crate::auth::ClientAccess,
     /// PUBLISH packets taken from the current read (for `max_messages_per_sec`).
     pub publishes_read: u32,
-    /// `[mqtt] max_messages_per_sec`, when set.
-    pub publish_rate: Option<PublishRate>,
-}
-
-/// A token bucket over a client's PUBLISH packets: past it, the socket is not read
-/// until the client is back within its rate (TCP backpressure, nothing dropped).
-pub(crate) struct PublishRate {
-    per_second: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl PublishRate {
-    pub fn new(per_second: u32) -> Option<PublishRate> {
-        (per_second > 0).then(|| PublishRate {
-            per_second: f64::from(per_second),
-            tokens: f64::from(per_second) * 2.0,
-            refilled: Instant::now(),
-        })
-    }
-
-    /// Takes `count` tokens; how long to stop reading when that overdrew the bucket.
-    fn take(&mut self, count: u32) -> Option<Duration> {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second * 2.0);
-        self.tokens -= f64::from(count);
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.per_second))
-    }
+    /// `[mqtt] max_messages_per_sec`, when set, over the client's PUBLISH packets:
+    /// past it, the socket is not read until the client is back within its rate
+    /// (TCP backpressure, nothing dropped).
+    pub publish_rate: Option<TokenBucket>,
 }
 
 impl<I: MqttIo> Live<I> {
@@ -240,7 +215,7 @@ impl<I: MqttIo> Live<I> {
                 if let Some(pause) = connection
                     .publish_rate
                     .as_mut()
-                    .and_then(|r| r.take(published))
+                    .and_then(|r| r.take_owing(published))
                 {
                     if waiting.is_none() {
                         metrics::counter!("switchboard_mqtt_rate_limited_total").increment(1);

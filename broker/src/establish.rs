@@ -15,10 +15,10 @@ use tracing::{debug, warn};
 use crate::auth::{ClientAccess, LoginRefused};
 use crate::codec::Codec;
 use crate::connect::{client_id_problem, read_connect, ConnectRequest};
-use crate::connection::PublishRate;
 use crate::connection::{Connection, Incoming, Live, PACKET_OVERHEAD};
 use crate::packet::{refusal, Refusal, Version};
 use crate::presence::Presence;
+use crate::rate::TokenBucket;
 use crate::transport::MqttIo;
 use crate::will::{Will, WillRefused};
 use crate::Edge;
@@ -207,7 +207,8 @@ pub(crate) async fn establish<I: MqttIo>(incoming: Box<Incoming<I>>) -> Option<B
         client_max_packet: accepted.client_max_packet,
         counters: edge.packet_counters(listener),
         publishes_read: 0,
-        publish_rate: PublishRate::new(config.max_messages_per_sec),
+        publish_rate: (config.max_messages_per_sec > 0)
+            .then(|| TokenBucket::new(config.max_messages_per_sec)),
         access: ClientAccess::new(
             &edge.auth,
             accepted.username.clone(),

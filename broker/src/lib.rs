@@ -22,6 +22,7 @@ pub mod packet;
 mod per_ip;
 mod presence;
 mod publish_wire;
+pub mod rate;
 pub mod repeats;
 mod sessions;
 mod subscribe;

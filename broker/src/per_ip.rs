@@ -11,23 +11,20 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::rate::TokenBucket;
+
 /// Buckets kept at most before full ones are swept out.
 const MAX_BUCKETS: usize = 65_536;
-
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
 
 #[derive(Default)]
 struct State {
     open: HashMap<IpAddr, usize>,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<IpAddr, TokenBucket>,
 }
 
 pub struct PerIp {
     max_open: usize,
-    rate: f64,
+    per_second: u32,
     state: Mutex<State>,
 }
 
@@ -41,13 +38,13 @@ impl PerIp {
     pub fn new(max_open: usize, per_second: u32) -> PerIp {
         PerIp {
             max_open,
-            rate: f64::from(per_second),
+            per_second,
             state: Mutex::default(),
         }
     }
 
     fn limited(&self) -> bool {
-        self.max_open > 0 || self.rate > 0.0
+        self.max_open > 0 || self.per_second > 0
     }
 
     /// A slot for a new connection from `ip`, or the refusal's reason.
@@ -57,25 +54,18 @@ impl PerIp {
         }
         let now = Instant::now();
         let mut state = self.state.lock();
-        if self.rate > 0.0 {
-            let capacity = self.rate * 2.0;
+        if self.per_second > 0 {
             if state.buckets.len() >= MAX_BUCKETS {
-                let rate = self.rate;
-                state.buckets.retain(|_, b| {
-                    b.tokens + now.duration_since(b.refilled).as_secs_f64() * rate < capacity
-                });
+                state.buckets.retain(|_, bucket| !bucket.is_full(now));
             }
-            let bucket = state.buckets.entry(ip).or_insert(Bucket {
-                tokens: capacity,
-                refilled: now,
-            });
-            let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * self.rate).min(capacity);
-            bucket.refilled = now;
-            if bucket.tokens < 1.0 {
+            let per_second = self.per_second;
+            let bucket = state
+                .buckets
+                .entry(ip)
+                .or_insert_with(|| TokenBucket::new(per_second));
+            if !bucket.take() {
                 return Err("connect_rate_per_ip");
             }
-            bucket.tokens -= 1.0;
         }
         if self.max_open > 0 {
             let open = state.open.entry(ip).or_insert(0);
