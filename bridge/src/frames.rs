@@ -7,8 +7,52 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Number;
 
-/// The subprotocol of JSON text frames.
+/// The subprotocol of JSON text frames (the default).
 pub const JSON_SUBPROTOCOL: &str = "switchboard.v1.json";
+/// The subprotocol of MessagePack binary frames: the same objects, payloads as bytes.
+pub const MSGPACK_SUBPROTOCOL: &str = "switchboard.v1.msgpack";
+
+/// How one connection's frames are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Json,
+    MsgPack,
+}
+
+impl Codec {
+    /// The first subprotocol of the client's offer that we speak (JSON without one).
+    pub fn negotiate<'a>(
+        mut offered: impl Iterator<Item = &'a str>,
+    ) -> (Codec, Option<&'static str>) {
+        offered
+            .find_map(|name| match name {
+                JSON_SUBPROTOCOL => Some((Codec::Json, Some(JSON_SUBPROTOCOL))),
+                MSGPACK_SUBPROTOCOL => Some((Codec::MsgPack, Some(MSGPACK_SUBPROTOCOL))),
+                _ => None,
+            })
+            .unwrap_or((Codec::Json, None))
+    }
+
+    /// Encodes a frame in this codec (MessagePack maps with field names).
+    pub fn encode<T: Serialize>(self, frame: &T) -> Bytes {
+        match self {
+            Codec::Json => encode(frame),
+            Codec::MsgPack => Bytes::from(rmp_serde::to_vec_named(frame).unwrap_or_default()),
+        }
+    }
+
+    /// A frame the session encoded as JSON (replies and pushes without payloads),
+    /// in this codec.
+    pub fn recode_json(self, json: Bytes) -> Bytes {
+        match self {
+            Codec::Json => json,
+            Codec::MsgPack => match serde_json::from_slice::<serde_json::Value>(&json) {
+                Ok(value) => self.encode(&value),
+                Err(_) => Bytes::new(),
+            },
+        }
+    }
+}
 
 /// A request's `id`, echoed in its reply.
 pub type RequestId = Option<Number>;
@@ -158,6 +202,27 @@ pub struct DeviceFrame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_offered_subprotocol_we_speak_is_chosen() {
+        let pick = |offer: &[&str]| Codec::negotiate(offer.iter().copied());
+        assert_eq!(pick(&[]), (Codec::Json, None));
+        assert_eq!(pick(&["mqtt"]), (Codec::Json, None));
+        assert_eq!(
+            pick(&["x", MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL]),
+            (Codec::MsgPack, Some(MSGPACK_SUBPROTOCOL))
+        );
+        assert_eq!(
+            pick(&[JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL]),
+            (Codec::Json, Some(JSON_SUBPROTOCOL))
+        );
+        let ack = Codec::MsgPack.recode_json(encode(&Bare {
+            kind: "ack",
+            id: &Some(Number::from(3)),
+        }));
+        let value: serde_json::Value = rmp_serde::from_slice(&ack).unwrap();
+        assert_eq!(value, serde_json::json!({"type": "ack", "id": 3}));
+    }
 
     #[test]
     fn frames_serialise_as_the_protocol_says() {

@@ -15,6 +15,7 @@ mod http;
 mod hub;
 mod joined;
 mod message;
+mod msgpack;
 mod outbound;
 mod request;
 mod retained;

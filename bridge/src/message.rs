@@ -93,18 +93,12 @@ impl Message {
         Bytes::from(serde_json::to_vec(&self.frame_ref(room, conflated)).unwrap_or_default())
     }
 
-    /// The same frame, to serialise inside another (`missed` lists).
+    /// The same frame, to serialise inside another (`missed` lists), in JSON or
+    /// (payload as bytes) MessagePack.
     pub fn frame_ref<'a>(&'a self, room: &'a str, conflated: bool) -> MessageFrame<'a> {
-        let (payload, encoding) = self.encoded().parts();
         MessageFrame {
-            kind: "message",
+            message: self,
             room,
-            topic: &self.topic,
-            payload,
-            encoding,
-            offset: self.offset.to_string(),
-            ts: self.ts_ms,
-            retain: self.retain,
             conflated,
         }
     }
@@ -121,20 +115,52 @@ pub fn size_estimate(payload: usize, names: usize) -> usize {
     payload + payload / 3 + names + 100
 }
 
-#[derive(Serialize)]
+/// A `message` frame. Human-readable formats (JSON) follow the payload rules;
+/// binary ones (MessagePack) carry the payload's bytes and no `encoding`.
 pub struct MessageFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
+    message: &'a Message,
     room: &'a str,
-    topic: &'a str,
-    payload: PayloadRef<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    encoding: Option<&'static str>,
-    offset: String,
-    ts: u64,
-    retain: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     conflated: bool,
+}
+
+impl Serialize for MessageFrame<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let message = self.message;
+        let payload = match serializer.is_human_readable() {
+            true => Some(message.encoded().parts()),
+            false => None,
+        };
+        let encoding = payload.as_ref().and_then(|(_, encoding)| *encoding);
+        let fields = 7 + usize::from(encoding.is_some()) + usize::from(self.conflated);
+        let mut frame = serializer.serialize_struct("message", fields)?;
+        frame.serialize_field("type", "message")?;
+        frame.serialize_field("room", self.room)?;
+        frame.serialize_field("topic", &*message.topic)?;
+        match payload {
+            Some((payload, _)) => frame.serialize_field("payload", &payload)?,
+            None => frame.serialize_field("payload", &Raw(&message.payload))?,
+        }
+        if let Some(encoding) = encoding {
+            frame.serialize_field("encoding", encoding)?;
+        }
+        frame.serialize_field("offset", &message.offset.to_string())?;
+        frame.serialize_field("ts", &message.ts_ms)?;
+        frame.serialize_field("retain", &message.retain)?;
+        if self.conflated {
+            frame.serialize_field("conflated", &true)?;
+        }
+        frame.end()
+    }
+}
+
+/// Payload bytes as bytes (MessagePack `bin`).
+struct Raw<'a>(&'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
 }
 
 /// A retained value, as an item of `joined.state`.
@@ -164,14 +190,24 @@ pub struct StateItem<'a> {
 impl Serialize for StateItem<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
-        struct Item<'a> {
+        struct Item<'a, P> {
             topic: &'a str,
-            payload: PayloadRef<'a>,
+            payload: P,
             #[serde(skip_serializing_if = "Option::is_none")]
             encoding: Option<&'static str>,
             ts: u64,
             #[serde(skip_serializing_if = "Option::is_none")]
             room: Option<&'a str>,
+        }
+        if !serializer.is_human_readable() {
+            return Item {
+                topic: &self.value.topic,
+                payload: Raw(&self.value.payload),
+                encoding: None,
+                ts: self.value.ts_ms,
+                room: self.room,
+            }
+            .serialize(serializer);
         }
         let encoded = EncodedPayload::of(&self.value.payload);
         let (payload, encoding) = encoded.parts();
@@ -223,5 +259,53 @@ mod tests {
         let number: serde_json::Value =
             serde_json::from_slice(&message(b"22.0").frame("r", false)).unwrap();
         assert_eq!(number["payload"], 22.0);
+
+        #[derive(serde::Deserialize)]
+        struct Binary {
+            #[serde(rename = "type")]
+            kind: String,
+            payload: serde_bytes_like::Bytes,
+            encoding: Option<String>,
+            offset: String,
+            conflated: Option<bool>,
+        }
+        let packed =
+            crate::frames::Codec::MsgPack.encode(&message(&[0xff, 0x00]).frame_ref("r", true));
+        let binary: Binary = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(
+            (
+                binary.kind.as_str(),
+                &binary.payload.0[..],
+                binary.encoding,
+                binary.offset.as_str(),
+                binary.conflated
+            ),
+            ("message", &[0xff, 0x00][..], None, "7", Some(true))
+        );
+    }
+}
+
+/// Reads a MessagePack `bin` in tests.
+#[cfg(test)]
+mod serde_bytes_like {
+    pub struct Bytes(pub Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for Bytes {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Bytes;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                    Ok(Bytes(v.to_vec()))
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                    Ok(Bytes(v))
+                }
+            }
+            d.deserialize_bytes(Visit)
+        }
     }
 }

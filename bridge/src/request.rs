@@ -1,5 +1,6 @@
-//! Rooms protocol v1 requests: one JSON object per text frame, parsed into a typed
-//! enum; what cannot be parsed becomes the error the protocol names for it.
+//! Rooms protocol v1 requests: one JSON object per text frame (or MessagePack map
+//! per binary frame), parsed into a typed enum; what cannot be parsed becomes the
+//! error the protocol names for it.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -135,12 +136,41 @@ pub fn parse(text: &str, max_frame: usize) -> Result<(RequestId, Request), Refus
             )
         }
     })?;
-    let id = match envelope.id {
-        Some(Value::Number(n)) => Some(n),
+    let (id, kind) = read_envelope(envelope.id.as_ref(), envelope.kind.as_ref())?;
+    match serde_json::from_str::<Request>(text) {
+        Ok(request) => Ok((id, request)),
+        Err(e) => Err(refuse(id, ErrorCode::BadRequest, format!("{kind}: {e}"))),
+    }
+}
+
+/// Parses one binary frame of the MessagePack subprotocol.
+pub fn parse_binary(frame: &[u8], max_frame: usize) -> Result<(RequestId, Request), Refused> {
+    let refuse = |id: RequestId, code, message: String| Refused { id, code, message };
+    if frame.len() > max_frame {
+        let message = format!(
+            "frame of {} bytes is over the {max_frame}-byte limit",
+            frame.len()
+        );
+        return Err(refuse(None, ErrorCode::TooLarge, message));
+    }
+    let object = crate::msgpack::request_object(frame)
+        .map_err(|message| refuse(None, ErrorCode::BadRequest, message))?;
+    let (id, kind) = read_envelope(object.get("id"), object.get("type"))?;
+    match serde_json::from_value::<Request>(object) {
+        Ok(request) => Ok((id, request)),
+        Err(e) => Err(refuse(id, ErrorCode::BadRequest, format!("{kind}: {e}"))),
+    }
+}
+
+/// The request's `id` (when numeric) and its known `type`.
+fn read_envelope(id: Option<&Value>, kind: Option<&Value>) -> Result<(RequestId, String), Refused> {
+    let refuse = |id: RequestId, code, message: String| Refused { id, code, message };
+    let id = match id {
+        Some(Value::Number(n)) => Some(n.clone()),
         _ => None,
     };
-    let kind = match envelope.kind {
-        Some(Value::String(kind)) => kind,
+    let kind = match kind {
+        Some(Value::String(kind)) => kind.clone(),
         Some(_) => {
             let message = "field `type` must be a string".into();
             return Err(refuse(id, ErrorCode::BadRequest, message));
@@ -157,10 +187,7 @@ pub fn parse(text: &str, max_frame: usize) -> Result<(RequestId, Request), Refus
         let message = format!("unknown request type {kind:?}");
         return Err(refuse(id, ErrorCode::UnknownType, message));
     }
-    match serde_json::from_str::<Request>(text) {
-        Ok(request) => Ok((id, request)),
-        Err(e) => Err(refuse(id, ErrorCode::BadRequest, format!("{kind}: {e}"))),
-    }
+    Ok((id, kind))
 }
 
 /// The `id` of a request too large or malformed to parse, if it leads the object.
@@ -220,6 +247,21 @@ mod tests {
         assert_eq!(
             (refused.code, refused.id),
             (ErrorCode::TooLarge, Some(42.into()))
+        );
+        let packed =
+            rmp_serde::to_vec_named(&serde_json::json!({"type": "ping", "id": 8})).unwrap();
+        let (id, request) = parse_binary(&packed, 64).unwrap();
+        assert_eq!(id, Some(8.into()));
+        assert!(matches!(request, Request::Ping));
+        let packed =
+            rmp_serde::to_vec_named(&serde_json::json!({"type": "dance", "id": 9})).unwrap();
+        assert_eq!(
+            parse_binary(&packed, 64).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            parse_binary(&[0u8; 65], 64).unwrap_err().code,
+            ErrorCode::TooLarge
         );
         let (id, request) = parse(r#"{"type":"ping","id":7}"#, 64).unwrap();
         assert_eq!(id, Some(7.into()));

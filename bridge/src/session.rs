@@ -13,7 +13,7 @@ use tracing::debug;
 use crate::frames::{encode, Bare, ErrorCode, ErrorFrame, Left, PresenceReply, RequestId};
 use crate::hub::{ConnId, Member, StartAt};
 use crate::outbound::close_code;
-use crate::request::{parse, PublishRequest, Request, Since};
+use crate::request::{parse, parse_binary, PublishRequest, Refused, Request, Since};
 use crate::rooms::{resolve, RoomSpec};
 use crate::token_stage::Stage;
 use crate::topic::{matches, valid_topic};
@@ -74,7 +74,17 @@ impl Session {
 
     pub fn handle_text(&mut self, text: &str) {
         let max_frame = self.state.hub.config().bridge.max_frame.as_usize();
-        let (id, request) = match parse(text, max_frame) {
+        self.handle(parse(text, max_frame));
+    }
+
+    /// A binary frame: a MessagePack request.
+    pub fn handle_binary(&mut self, frame: &[u8]) {
+        let max_frame = self.state.hub.config().bridge.max_frame.as_usize();
+        self.handle(parse_binary(frame, max_frame));
+    }
+
+    fn handle(&mut self, parsed: Result<(RequestId, Request), Refused>) {
+        let (id, request) = match parsed {
             Ok(parsed) => parsed,
             Err(refused) => return self.error(&refused.id, refused.code, &refused.message),
         };

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
-use crate::frames::{encode, ErrorCode, MemberInfo};
+use crate::frames::{Codec, ErrorCode, MemberInfo};
 use crate::hub::{Member, SeesMembers};
 use crate::outbound::{close_code, OutboundQueue, Outgoing, QueueLimits};
 use crate::session::Session;
@@ -49,8 +49,10 @@ pub fn serve(
     peer: String,
     permit: OwnedSemaphorePermit,
     admission: Admission,
+    codec: Codec,
 ) -> impl std::future::Future<Output = ()> + Send {
     let mut browser = Box::new(Browser::open(socket, state, peer, permit, admission));
+    browser.codec = codec;
     async move {
         let reason = browser.run().await;
         browser.finish(&reason);
@@ -63,6 +65,8 @@ struct Browser {
     socket: BrowserSocket,
     session: Session,
     queue: Arc<OutboundQueue>,
+    /// The negotiated subprotocol's encoding of what is written.
+    codec: Codec,
     /// Taken from the queue, not yet handed to the socket.
     batch: Vec<Outgoing>,
     /// When each room message handed to the socket since the last flush arrived.
@@ -121,6 +125,7 @@ impl Browser {
             socket,
             session,
             queue,
+            codec: Codec::Json,
             batch: Vec::new(),
             delivered: Vec::new(),
             unflushed: false,
@@ -175,10 +180,17 @@ impl Browser {
                     self.rearm();
                 }
             }
+            WsMessage::Binary(frame) if self.codec == Codec::MsgPack => {
+                let deadline = self.session.token_deadline();
+                self.session.handle_binary(&frame);
+                if self.session.token_deadline() != deadline {
+                    self.rearm();
+                }
+            }
             WsMessage::Binary(_) => self.session.error(
                 &None,
                 ErrorCode::Unsupported,
-                "binary frames need the switchboard.v1.msgpack subprotocol, which this server does not offer yet",
+                "binary frames need the switchboard.v1.msgpack subprotocol",
             ),
             // The answer (our close frame echoing theirs) goes out with the next read
             // or flush; the read after it ends the stream.
@@ -301,9 +313,10 @@ impl Browser {
             let Some(entry) = self.batch.pop() else {
                 continue;
             };
+            let codec = self.codec;
             let message = match entry {
-                Outgoing::Frame(frame) => text(frame),
-                Outgoing::Joined(joined) => text(encode_reply(&joined)),
+                Outgoing::Frame(frame) => written(codec, codec.recode_json(frame)),
+                Outgoing::Joined(joined) => written(codec, encode_reply(&joined, codec)),
                 Outgoing::Ping => WsMessage::Ping(Bytes::new()),
                 Outgoing::Message {
                     frame,
@@ -312,10 +325,13 @@ impl Browser {
                     conflated,
                 } => {
                     self.delivered.push(message.arrived);
-                    if conflated {
-                        text(message.frame(&room, true))
-                    } else {
-                        text(frame)
+                    match (codec, conflated) {
+                        (Codec::Json, false) => text(frame),
+                        (Codec::Json, true) => text(message.frame(&room, true)),
+                        (Codec::MsgPack, _) => {
+                            let frame = codec.encode(&message.frame_ref(&room, conflated));
+                            WsMessage::Binary(frame)
+                        }
                     }
                 }
             };
@@ -429,14 +445,22 @@ fn delivery_metrics() -> &'static (Counter, Histogram) {
 /// other connections' tasks move to another thread meanwhile.
 const LARGE_REPLY: usize = 256 * 1024;
 
-fn encode_reply(joined: &crate::joined::Joined) -> Bytes {
+fn encode_reply(joined: &crate::joined::Joined, codec: Codec) -> Bytes {
     use tokio::runtime::{Handle, RuntimeFlavor};
     let multi_thread = Handle::try_current()
         .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
     if joined.size >= LARGE_REPLY && multi_thread {
-        tokio::task::block_in_place(|| encode(joined))
+        tokio::task::block_in_place(|| codec.encode(joined))
     } else {
-        encode(joined)
+        codec.encode(joined)
+    }
+}
+
+/// A text frame for JSON, a binary one for MessagePack.
+fn written(codec: Codec, frame: Bytes) -> WsMessage {
+    match codec {
+        Codec::Json => text(frame),
+        Codec::MsgPack => WsMessage::Binary(frame),
     }
 }
 

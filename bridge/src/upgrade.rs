@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
-use crate::frames::JSON_SUBPROTOCOL;
+use crate::frames::Codec;
 use crate::grant::admission;
 use crate::BridgeState;
 
@@ -47,7 +47,7 @@ pub async fn websocket(
         refused(peer, "max_connections", "at bridge.max_connections");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
-    let wants_json = offered_protocols(headers).any(|p| p == JSON_SUBPROTOCOL);
+    let (codec, subprotocol) = Codec::negotiate(offered_protocols(headers));
     let admission = admission(&state.auth.current(), &config.auth, headers, request.uri());
     let on_upgrade = hyper::upgrade::on(&mut request);
     // Unfinished frames are bounded: 4 × max_frame, and frame_timeout_ms.
@@ -64,7 +64,8 @@ pub async fn websocket(
                 let io = Watched::new(TokioIo::new(upgraded));
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                crate::socket::serve(socket, bridge, peer.to_string(), permit, admission).await;
+                crate::socket::serve(socket, bridge, peer.to_string(), permit, admission, codec)
+                    .await;
             }
             Err(e) => debug!(%peer, "WebSocket upgrade failed: {e}"),
         }
@@ -77,10 +78,10 @@ pub async fn websocket(
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
-    if wants_json {
+    if let Some(subprotocol) = subprotocol {
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(JSON_SUBPROTOCOL),
+            HeaderValue::from_static(subprotocol),
         );
     }
     response
