@@ -66,7 +66,9 @@ impl HttpServer {
     ) -> TaskDone {
         let config = state.bridge.hub.config().http.clone();
         let mut app = Router::new()
-            .route("/", get(dashboard))
+            .route("/", get(crate::assets::index))
+            .route("/{file}", get(crate::assets::named))
+            .route("/vitals", get(crate::live_vitals::vitals))
             .route("/ws", get(crate::upgrade::websocket))
             .route("/sse", get(crate::sse::stream));
         let ops = Router::new()
@@ -95,8 +97,8 @@ impl HttpServer {
             app = app.layer(cors);
         }
         let served = match ops_app.is_some() {
-            true => "/ dashboard, /ws, /sse",
-            false => "/ dashboard, /ws, /sse, /healthz, /readyz, /metrics",
+            true => "/ dashboard, /client.js, /vitals, /ws, /sse",
+            false => "/ dashboard, /client.js, /vitals, /ws, /sse, /healthz, /readyz, /metrics",
         };
         if let Some(addr) = self.local_addr() {
             let scheme = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
@@ -143,14 +145,6 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .allow_credentials(true)
             .max_age(std::time::Duration::from_secs(600)),
-    )
-}
-
-/// A small live view of rooms and devices, for trying Switchboard in a browser.
-async fn dashboard() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("../assets/dashboard.html"),
     )
 }
 

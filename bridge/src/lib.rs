@@ -7,6 +7,7 @@
 
 mod accept;
 mod admin;
+mod assets;
 mod devices;
 mod frames;
 mod grant;
@@ -14,6 +15,7 @@ mod history;
 mod http;
 mod hub;
 mod joined;
+mod live_vitals;
 mod message;
 mod msgpack;
 mod outbound;

@@ -144,7 +144,7 @@ pub async fn stream(
 }
 
 /// With browser auth on: the request's verified token, else why not.
-fn token_grant(
+pub(crate) fn token_grant(
     bridge: &BridgeState,
     headers: &HeaderMap,
     uri: &Uri,

@@ -1,0 +1,54 @@
+//! The files the bridge serves to browsers, embedded in the binary: the dashboard
+//! at `/` and switchboard.js (`/client.js`, with its `/msgpack.js`).
+
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// (path, content type, body).
+const FILES: &[(&str, &str, &str)] = &[
+    ("", HTML, include_str!("../assets/dashboard.html")),
+    ("dashboard.js", JS, include_str!("../assets/dashboard.js")),
+    (
+        "dashboard.css",
+        CSS,
+        include_str!("../assets/dashboard.css"),
+    ),
+    (
+        "client.js",
+        JS,
+        include_str!("../../clients/js/switchboard.js"),
+    ),
+    (
+        "msgpack.js",
+        JS,
+        include_str!("../../clients/js/msgpack.js"),
+    ),
+];
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+pub async fn index() -> Response {
+    file("")
+}
+
+pub async fn named(Path(name): Path<String>) -> Response {
+    file(&name)
+}
+
+fn file(name: &str) -> Response {
+    match FILES.iter().find(|(path, _, _)| *path == name) {
+        // Revalidated on every load: a new binary serves new files at once.
+        Some((_, kind, body)) => (
+            [
+                (header::CONTENT_TYPE, *kind),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}

@@ -1,0 +1,2 @@
+export function encode(value: unknown): Uint8Array;
+export function decode(bytes: Uint8Array | ArrayBuffer): unknown;
