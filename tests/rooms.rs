@@ -81,12 +81,13 @@ async fn retained_state_on_join_then_live_messages_with_each_payload_encoding() 
         "{message}"
     );
 
-    publish(sb.ports.tcp, &["-t", "sensors/c/temp", "-m", "warm"]);
+    publish(sb.ports.tcp, &["-t", "sensors/c/temp", "-m", "warm", "-r"]);
     let text = browser.push(5 * SECOND).await.expect("text message");
     assert_eq!(
         (text["payload"].clone(), text["encoding"].clone()),
         (json!("warm"), json!("text"))
     );
+    assert_eq!(text["retain"], true, "retain as published: {text}");
 
     let mut raw = RawClient::connect(sb.tcp_addr());
     raw.send(&raw::connect_v4("binary-pub", true, 30));

@@ -31,8 +31,9 @@ struct HubSink(Arc<Hub>);
 
 impl MessageSink for HubSink {
     fn deliver(&self, message: &Arc<Message>) {
+        // Retain as published: browsers see which updates became the retained value.
         self.0
-            .dispatch(&message.topic, message.payload.clone(), false);
+            .dispatch(&message.topic, message.payload.clone(), message.retain);
     }
 }
 

@@ -48,6 +48,8 @@ export interface StateInfo {
   /** null on the first join; false after a reconnect whose gap was not recovered (redraw). */
   recovered: boolean | null;
   reason: string | null;
+  /** The server held more retained topics than `[bridge] max_state_topics` returns. */
+  truncated: boolean;
 }
 
 export interface MessageInfo {

@@ -103,7 +103,7 @@ class Room {
     const resumed = this.position !== null;
     const recovered = resumed ? reply.recovered === true : null;
     const { onState, onMessage } = this.options;
-    if (!resumed || !recovered) onState?.(reply.state.map((s) => ({ ...s, payload: payloadOf(s) })), { recovered, reason: reply.reason ?? null });
+    if (!resumed || !recovered) onState?.(reply.state.map((s) => ({ ...s, payload: payloadOf(s) })), { recovered, reason: reply.reason ?? null, truncated: reply.state_truncated === true });
     this.position = { epoch: reply.epoch, offset: reply.offset };
     for (const m of reply.missed || []) onMessage?.(this.client.messageOf(m), { replayed: true });
     this.joined = true;
