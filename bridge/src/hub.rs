@@ -19,7 +19,7 @@ use switchboard_config::Config;
 use crate::frames::{encode, ErrorCode, MemberEvent, MemberInfo, RequestId};
 use crate::history::{MemoryHistory, Resume};
 use crate::joined::{fit, Joined, Missed, NotRecovered, State};
-use crate::message::Message;
+use crate::message::{Message, RoomFrame};
 use crate::outbound::OutboundQueue;
 use crate::retained::RetainedView;
 use crate::room_index::RoomIndex;
@@ -413,7 +413,7 @@ impl Hub {
             let Some(room) = rooms.topic_rooms.get(name) else {
                 continue;
             };
-            let frame = message.frame(name, false);
+            let frame = Arc::new(RoomFrame::default());
             for member in room.members.values() {
                 if member.may_read(topic) {
                     member.queue.push_message(name, &message, &frame);

@@ -115,6 +115,25 @@ pub fn size_estimate(payload: usize, names: usize) -> usize {
     payload + payload / 3 + names + 100
 }
 
+/// One room's `message` frame of a message, shared by every member of the room and
+/// encoded by the first writer that needs it in each codec (not under the hub's lock).
+#[derive(Debug, Default)]
+pub struct RoomFrame {
+    json: OnceLock<Bytes>,
+    msgpack: OnceLock<Bytes>,
+}
+
+impl RoomFrame {
+    pub fn encoded(&self, codec: crate::frames::Codec, message: &Message, room: &str) -> Bytes {
+        let cell = match codec {
+            crate::frames::Codec::Json => &self.json,
+            crate::frames::Codec::MsgPack => &self.msgpack,
+        };
+        cell.get_or_init(|| codec.encode(&message.frame_ref(room, false)))
+            .clone()
+    }
+}
+
 /// A `message` frame. Human-readable formats (JSON) follow the payload rules;
 /// binary ones (MessagePack) carry the payload's bytes and no `encoding`.
 pub struct MessageFrame<'a> {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use std::task::{Context, Poll};
 
 use crate::joined::Joined;
-use crate::message::Message;
+use crate::message::{Message, RoomFrame};
 
 /// Close codes the bridge uses (RFC 6455 and the protocol's 4xxx range).
 pub mod close_code {
@@ -59,7 +59,7 @@ pub enum Outgoing {
     Joined(Box<Joined>),
     /// A room message; `frame` is shared by every member of the room.
     Message {
-        frame: Bytes,
+        frame: Arc<RoomFrame>,
         message: Arc<Message>,
         room: Arc<str>,
         conflated: bool,
@@ -70,7 +70,8 @@ pub enum Outgoing {
 impl Outgoing {
     fn size(&self) -> usize {
         match self {
-            Outgoing::Frame(frame) | Outgoing::Message { frame, .. } => frame.len(),
+            Outgoing::Frame(frame) => frame.len(),
+            Outgoing::Message { message, room, .. } => message.frame_size_estimate(room),
             Outgoing::Joined(joined) => joined.size,
             Outgoing::Ping => 0,
         }
@@ -136,7 +137,7 @@ impl OutboundQueue {
     }
 
     /// Queues a room message, conflating if the client is behind.
-    pub fn push_message(&self, room: &Arc<str>, message: &Arc<Message>, frame: &Bytes) {
+    pub fn push_message(&self, room: &Arc<str>, message: &Arc<Message>, frame: &Arc<RoomFrame>) {
         let key = (room.clone(), message.topic.clone());
         self.push(
             Outgoing::Message {
@@ -354,7 +355,7 @@ mod tests {
         for offset in 1..=12 {
             let topic = if offset % 2 == 0 { "even" } else { "odd" };
             let m = message(topic, offset);
-            queue.push_message(&room, &m, &Bytes::from_static(b"x"));
+            queue.push_message(&room, &m, &Arc::default());
         }
         let mut out = Vec::new();
         assert!(queue.next_batch(&mut out, 100).await.is_none());
@@ -383,7 +384,7 @@ mod tests {
         for _ in 0..50 {
             for topic in ["a", "b", "c", "d", "e", "f"] {
                 offset += 1;
-                queue.push_message(&room, &message(topic, offset), &Bytes::from_static(b"x"));
+                queue.push_message(&room, &message(topic, offset), &Arc::default());
             }
             // Reads a little: entries leave, their sequence numbers stay indexed.
             out.clear();
@@ -414,7 +415,7 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         for offset in 1..=30 {
             let m = message(&format!("t{offset}"), offset);
-            queue.push_message(&room, &m, &Bytes::from_static(b"x"));
+            queue.push_message(&room, &m, &Arc::default());
         }
         let mut out = Vec::new();
         let closed = queue.next_batch(&mut out, 100).await;

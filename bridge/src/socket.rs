@@ -325,14 +325,11 @@ impl Browser {
                     conflated,
                 } => {
                     self.delivered.push(message.arrived);
-                    match (codec, conflated) {
-                        (Codec::Json, false) => text(frame),
-                        (Codec::Json, true) => text(message.frame(&room, true)),
-                        (Codec::MsgPack, _) => {
-                            let frame = codec.encode(&message.frame_ref(&room, conflated));
-                            WsMessage::Binary(frame)
-                        }
-                    }
+                    let frame = match conflated {
+                        false => frame.encoded(codec, &message, &room),
+                        true => codec.encode(&message.frame_ref(&room, true)),
+                    };
+                    written(codec, frame)
                 }
             };
             if let Err(e) = Pin::new(&mut self.socket).start_send(message) {

@@ -2,6 +2,7 @@
 //! WebSocket server on loopback. Each prints a readable summary and a final JSON line.
 //! Every run is bounded in time and count.
 
+mod deflate;
 mod mqtt;
 mod net;
 mod retained;
@@ -121,6 +122,12 @@ enum Scenario {
         /// Gap sizes (missed messages) to try, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "10,100,1000,9000")]
         gaps: Vec<usize>,
+    },
+    /// permessage-deflate, measured offline: frame sizes and compression cost.
+    Deflate {
+        /// Room members a frame is compressed for (context takeover).
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
     },
     /// Publish K retained messages, or time until a `#` subscriber has all K.
     Retained {
@@ -305,6 +312,7 @@ async fn run(cli: Cli) -> Result<Report, String> {
             drop(mqtt_held);
             Ok(report)
         }
+        Scenario::Deflate { clients } => Ok(deflate::evaluate(clients)),
         Scenario::WsResume { gaps } => {
             let gaps: Vec<usize> = gaps.into_iter().map(|g| g.min(100_000)).collect();
             ws::resume_cost(cli.mqtt, cli.http, &gaps).await

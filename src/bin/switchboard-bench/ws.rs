@@ -24,6 +24,8 @@ type Ws = WebSocketStream<TcpStream>;
 pub enum Peer {
     /// Switchboard's `/ws` rooms protocol; messages come from an MQTT publisher.
     Switchboard,
+    /// The same over the `switchboard.v1.msgpack` subprotocol (binary frames).
+    SwitchboardMsgpack,
     /// A Socket.IO 4 server with rooms; messages come from a Socket.IO publisher.
     Socketio,
 }
@@ -40,13 +42,22 @@ async fn join(
         .await
         .map_err(|e| format!("connect {http}: {e}"))?;
     let url = match peer {
-        Peer::Switchboard => format!("ws://{http}/ws"),
+        Peer::Switchboard | Peer::SwitchboardMsgpack => format!("ws://{http}/ws"),
         Peer::Socketio => format!("ws://{http}/socket.io/?EIO=4&transport=websocket"),
     };
-    let (mut ws, _) = handshake(url, stream)
+    let subprotocol = (peer == Peer::SwitchboardMsgpack).then_some("switchboard.v1.msgpack");
+    let (mut ws, _) = handshake_with(url, stream, subprotocol)
         .await
         .map_err(|e| format!("websocket: {e}"))?;
     match peer {
+        Peer::SwitchboardMsgpack => {
+            let join = serde_json::json!({"type": "join", "id": 1, "room": ROOM});
+            let frame = rmp_serde::to_vec_named(&join).map_err(|e| e.to_string())?;
+            ws.send(Message::Binary(frame.into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            wait_for(&mut ws, |text| text.contains("joined")).await?;
+        }
         Peer::Switchboard => {
             let request = format!("{{\"type\":\"join\",\"id\":1,\"room\":\"{ROOM}\"}}");
             ws.send(Message::Text(request.into()))
@@ -79,6 +90,10 @@ async fn wait_for(ws: &mut Ws, done: impl Fn(&str) -> bool) -> Result<(), String
             Some(Ok(Message::Text(text))) if text.contains("\"error\"") => {
                 return Err(text.to_string())
             }
+            // MessagePack: the frame's strings appear in it verbatim.
+            Some(Ok(Message::Binary(bytes))) if done(&String::from_utf8_lossy(&bytes)) => {
+                return Ok(())
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed".into()),
@@ -97,12 +112,12 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Reads a client's frames until `stop`, answering Engine.IO pings, calling
-/// `on_message(seq, sent_nanos)` for each bench message.
+/// `on_message(seq, sent_nanos, frame_bytes)` for each bench message.
 async fn read_messages(
     mut read: SplitStream<Ws>,
     mut write: SplitSink<Ws, Message>,
     stop: Arc<AtomicBool>,
-    mut on_message: impl FnMut(u64, u64),
+    mut on_message: impl FnMut(u64, u64, usize),
 ) {
     while !stop.load(Ordering::Relaxed) {
         let frame = match tokio::time::timeout(Duration::from_millis(200), read.next()).await {
@@ -110,17 +125,21 @@ async fn read_messages(
             Ok(_) => return,
             Err(_) => continue,
         };
-        if let Message::Text(text) = frame {
-            if text == "2" {
+        let text = match &frame {
+            Message::Text(text) if text.as_str() == "2" => {
                 let _ = write.send(Message::Text("3".into())).await;
                 continue;
             }
-            if let (Some(seq), Some(sent)) = (
-                number_after(&text, "\"seq\":"),
-                number_after(&text, "\"t\":"),
-            ) {
-                on_message(seq, sent);
-            }
+            Message::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
+            // MessagePack: the payload's bytes (the bench's JSON) appear verbatim.
+            Message::Binary(bytes) => String::from_utf8_lossy(bytes),
+            _ => continue,
+        };
+        if let (Some(seq), Some(sent)) = (
+            number_after(&text, "\"seq\":"),
+            number_after(&text, "\"t\":"),
+        ) {
+            on_message(seq, sent, frame.len());
         }
     }
 }
@@ -134,7 +153,7 @@ enum Publisher {
 impl Publisher {
     async fn open(peer: Peer, mqtt: SocketAddr, http: SocketAddr) -> Result<Publisher, String> {
         match peer {
-            Peer::Switchboard => Ok(Publisher::Mqtt(
+            Peer::Switchboard | Peer::SwitchboardMsgpack => Ok(Publisher::Mqtt(
                 Mqtt::connect(mqtt, None, "ws-bench-pub", 0).await?,
             )),
             Peer::Socketio => {
@@ -187,16 +206,21 @@ pub async fn fanout(args: WsFanout) -> Result<Report, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     let connect_started = Instant::now();
+    let frame_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for i in 0..args.clients {
         let ws = join(args.peer, args.http, net::source(i, args.spread)).await?;
         let (write, read) = ws.split();
         let completion = completion.clone();
+        let (frame_bytes, frames) = (frame_bytes.clone(), frames.clone());
         readers.push(tokio::spawn(read_messages(
             read,
             write,
             stop.clone(),
-            move |seq, _| {
+            move |seq, _, bytes| {
                 completion.seen(seq as usize, base.elapsed().as_nanos() as u64);
+                frame_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                frames.fetch_add(1, Ordering::Relaxed);
             },
         )));
     }
@@ -221,7 +245,11 @@ pub async fn fanout(args: WsFanout) -> Result<Report, String> {
         .set("clients", args.clients as u64)
         .set("messages", args.messages as u64)
         .set("rate_per_s", args.rate)
-        .set("join_seconds", (connect_secs * 100.0).round() / 100.0);
+        .set("join_seconds", (connect_secs * 100.0).round() / 100.0)
+        .set(
+            "bytes_per_message",
+            frame_bytes.load(Ordering::Relaxed) / frames.load(Ordering::Relaxed).max(1),
+        );
     completion.report(&mut report, args.clients);
     Ok(report)
 }
@@ -242,10 +270,15 @@ pub async fn latency(args: WsLatency) -> Result<Report, String> {
     let samples = Arc::new(parking_lot::Mutex::new(Samples::default()));
     let reader = {
         let samples = samples.clone();
-        tokio::spawn(read_messages(read, write, stop.clone(), move |_, sent| {
-            let now = base.elapsed().as_nanos() as u64;
-            samples.lock().0.push(now.saturating_sub(sent));
-        }))
+        tokio::spawn(read_messages(
+            read,
+            write,
+            stop.clone(),
+            move |_, sent, _| {
+                let now = base.elapsed().as_nanos() as u64;
+                samples.lock().0.push(now.saturating_sub(sent));
+            },
+        ))
     };
     let mut publisher = Publisher::open(args.peer, args.mqtt, args.http).await?;
     let sent = match &mut publisher {
@@ -408,10 +441,34 @@ async fn handshake(
     ),
     tokio_tungstenite::tungstenite::Error,
 > {
+    handshake_with(url, stream, None).await
+}
+
+/// The same, asking for `subprotocol`.
+async fn handshake_with(
+    url: String,
+    stream: tokio::net::TcpStream,
+    subprotocol: Option<&str>,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    if let Some(subprotocol) = subprotocol {
+        if let Ok(value) = subprotocol.parse() {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", value);
+        }
+    }
+    tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await
 }
 
 #[cfg(test)]
