@@ -2,7 +2,7 @@
 //! at `/` and switchboard.js (`/client.js`, with its `/msgpack.js`).
 
 use axum::extract::Path;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// (path, content type, body).
@@ -39,16 +39,25 @@ pub async fn named(Path(name): Path<String>) -> Response {
 }
 
 fn file(name: &str) -> Response {
-    match FILES.iter().find(|(path, _, _)| *path == name) {
-        // Revalidated on every load: a new binary serves new files at once.
-        Some((_, kind, body)) => (
-            [
-                (header::CONTENT_TYPE, *kind),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    let Some((path, kind, body)) = FILES.iter().find(|(path, _, _)| *path == name) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    // Revalidated on every load: a new binary serves new files at once.
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, *kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        *body,
+    )
+        .into_response();
+    // The client is a public file: pages of any origin may import it (the WebSocket
+    // it opens is what `[http] allowed_origins` guards).
+    if matches!(*path, "client.js" | "msgpack.js") {
+        response.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     }
+    response
 }
