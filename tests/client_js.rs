@@ -221,3 +221,34 @@ fn five_hundred_clients_return_spread_over_the_backoff_window() {
         "within the 20 s cap: {storm}"
     );
 }
+
+#[test]
+fn node_client_stops_on_refused_tokens_retries_with_fresh_ones_and_detects_a_dead_broker() {
+    let sb = stopped_broker(
+        "[auth]\nbrowser = \"jwt\"\njwt_secret = \"test-secret-that-is-at-least-32-bytes-long\"\n\n[bridge]\nheartbeat_ms = 1000\n",
+    );
+    let edges = run_script(&sb, "client_edges.js", &[]);
+    eprintln!("client edges: {edges}");
+    let bad = &edges["static_bad_token"];
+    assert_eq!(
+        bad["retries"], 0,
+        "a refused static token is not retried: {edges}"
+    );
+    assert_eq!(bad["state"], "closed");
+    assert!(bad["errors"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("unauthorized")));
+    assert_eq!(edges["get_token"]["user"], "ann");
+    assert!(
+        edges["get_token"]["calls"].as_u64().unwrap() >= 2,
+        "{edges}"
+    );
+    assert_eq!(edges["dead_code"], 4000, "{edges}");
+    let dead_after = edges["dead_after_ms"].as_u64().unwrap();
+    assert!(
+        (900..=3500).contains(&dead_after),
+        "two heartbeats of 1 s, give or take a check: {edges}"
+    );
+    assert_eq!(edges["reconnected"], true);
+}
