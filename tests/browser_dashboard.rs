@@ -15,45 +15,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{tool, Switchboard, BIN};
+use common::scripted::{run_script, stopped_broker};
+use common::tool;
 use serde_json::Value;
 
 fn run_dashboard(protocol: &str, shots: &Path) -> Value {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/playwright-core").exists(),
-        "tests/js/node_modules is missing: run scripts/test (it runs npm ci)"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "chromium is not installed: run scripts/test, which installs it"
-    );
     tool("mosquitto_pub");
-    let mut sb = Switchboard::start_with(
-        "",
-        "[bridge]\nbrowser_publish = [\"plant/+/cmd\"]\nmax_state_topics = 20000\n",
-    );
-    sb.stop();
+    let sb =
+        stopped_broker("[bridge]\nbrowser_publish = [\"plant/+/cmd\"]\nmax_state_topics = 20000\n");
     std::fs::create_dir_all(shots).unwrap();
-    let out = tool("node")
-        .arg(js.join("dashboard.js"))
-        .arg(BIN)
-        .arg(&sb.config_path)
-        .arg(sb.ports.http.to_string())
-        .arg(sb.ports.tcp.to_string())
-        .arg(&sb.log_path)
-        .arg(shots)
-        .arg(protocol)
-        .current_dir(&js)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dashboard.js {protocol} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let report = run_script(&sb, "dashboard.js", &[&shots, &protocol]);
     eprintln!("dashboard ({protocol}): {report}");
     report
 }
@@ -113,4 +84,19 @@ fn chromium_dashboard_msgpack() {
     let report = run_dashboard("msgpack", &shots);
     check(&report);
     let _ = std::fs::remove_dir_all(shots);
+}
+
+#[test]
+fn chromium_dashboard_behind_browser_auth() {
+    let sb = stopped_broker(
+        "[auth]\nbrowser = \"jwt\"\njwt_secret = \"test-secret-that-is-at-least-32-bytes-long\"\n",
+    );
+    let report = run_script(&sb, "dashboard_auth.js", &[]);
+    assert_eq!(report["vitals_without_token"], 401, "{report}");
+    assert_eq!(report["status_without_token"], "sign in needed", "{report}");
+    assert_eq!(report["form_hidden"], true);
+    assert!(
+        report["narrow"].as_str().unwrap().contains("forbidden"),
+        "{report}"
+    );
 }

@@ -13,61 +13,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{tool, Switchboard, BIN};
+use common::scripted::{js_dir, run_script, stopped_broker};
+use common::tool;
 use serde_json::Value;
-
-fn js_dir() -> PathBuf {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/playwright-core").exists()
-            && js.join("node_modules/typescript").exists(),
-        "tests/js/node_modules is missing: run scripts/test (it runs npm ci)"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "chromium is not installed: run scripts/test, which installs it"
-    );
-    js
-}
-
-/// A broker config and ports for a script that starts (and restarts) the broker itself.
-fn stopped_broker(extra_tables: &str) -> Switchboard {
-    let mut sb = Switchboard::start_with("", extra_tables);
-    sb.stop();
-    sb
-}
-
-/// Runs `tests/js/SCRIPT BIN CONFIG HTTP MQTT LOG ARGS…`; its last stdout line is JSON.
-fn run_script(sb: &Switchboard, script: &str, args: &[&str]) -> Value {
-    let js = js_dir();
-    let out = tool("node")
-        .arg(js.join(script))
-        .arg(BIN)
-        .arg(&sb.config_path)
-        .arg(sb.ports.http.to_string())
-        .arg(sb.ports.tcp.to_string())
-        .arg(&sb.log_path)
-        .args(args)
-        .current_dir(&js)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed: {}\n{stdout}\nbroker log tail:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tail(&sb.log())
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {last}"))
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
 
 fn numbers(values: &Value) -> Vec<u64> {
     values
@@ -80,7 +30,7 @@ fn numbers(values: &Value) -> Vec<u64> {
 
 fn graceful_restart(protocol: &str) {
     let sb = stopped_broker("");
-    let seen = run_script(&sb, "client_restart.js", &["graceful", protocol]);
+    let seen = run_script(&sb, "client_restart.js", &[&"graceful", &protocol]);
     let got = numbers(&seen["seen"]);
     let want: Vec<u64> = (1..=200).collect();
     assert_eq!(got, want, "all 200 exactly once, in order: {seen}");
@@ -108,7 +58,7 @@ fn graceful_restart(protocol: &str) {
 
 fn crash_restart(protocol: &str) {
     let sb = stopped_broker("");
-    let seen = run_script(&sb, "client_restart.js", &["crash", protocol]);
+    let seen = run_script(&sb, "client_restart.js", &[&"crash", &protocol]);
     let view = seen["view"].as_object().unwrap();
     assert_eq!(view.len(), 200, "{seen}");
     for i in 1..=200u64 {
@@ -171,7 +121,7 @@ fn token_refresh(protocol: &str) {
     let sb = stopped_broker(
         "[auth]\nbrowser = \"jwt\"\njwt_secret = \"test-secret-that-is-at-least-32-bytes-long\"\n",
     );
-    let seen = run_script(&sb, "client_token.js", &[protocol]);
+    let seen = run_script(&sb, "client_token.js", &[&protocol]);
     let want: Vec<u64> = (1..=150).collect();
     assert_eq!(numbers(&seen["seen"]), want, "{seen}");
     assert_eq!(
@@ -199,7 +149,7 @@ fn chromium_client_refreshes_its_token_before_it_expires_msgpack() {
 #[test]
 fn five_hundred_clients_return_spread_over_the_backoff_window() {
     let sb = stopped_broker("");
-    let storm = run_script(&sb, "storm.js", &["500"]);
+    let storm = run_script(&sb, "storm.js", &[&"500"]);
     eprintln!("reconnect storm: {storm}");
     assert_eq!(storm["back"], 500, "{storm}");
     assert!(storm["codes"]["1001"].as_u64().unwrap() >= 500, "{storm}");

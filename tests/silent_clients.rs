@@ -123,8 +123,11 @@ async fn garbage_and_silent_handshakes_are_dropped_at_their_deadlines_and_counte
             }
         }
     }
+    // A stall behind a silent client would last its whole deadline (≥ 900 ms); the
+    // slack is for this test's own 200 connecting threads on two shared cores (one
+    // suite run saw 25.6 ms against 1.6 ms unloaded).
     assert!(
-        loaded < Duration::from_millis(100) && loaded < unloaded * 2 + Duration::from_millis(20),
+        loaded < Duration::from_millis(100) && loaded < unloaded * 2 + Duration::from_millis(50),
         "canary: {loaded:?} (unloaded {unloaded:?})"
     );
     let (_, after) = sb.http_get("/metrics");

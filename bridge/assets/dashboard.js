@@ -217,13 +217,14 @@ setInterval(schedule, 1000); // ages and rates
 
 // ---------- devices ----------
 const devices = new Map(); // client id → {online, since, reason, at, username}
+let devicesRefused = null;
 function renderDevices() {
   const now = Date.now();
   for (const [id, d] of devices) if (!d.online && now - d.at > OFFLINE_KEPT_MS) devices.delete(id);
   const all = [...devices.entries()];
   const brief = ([, d]) => !d.online && d.since && d.at - d.since < SHORT_LIVED_MS;
   const shortLived = all.filter(brief).length;
-  $('device-note').textContent = shortLived ? `+ ${shortLived} short-lived clients in the last ${ago(OFFLINE_KEPT_MS)}` : `offline ones stay ${ago(OFFLINE_KEPT_MS)}`;
+  $('device-note').textContent = devicesRefused || (shortLived ? `+ ${shortLived} short-lived clients in the last ${ago(OFFLINE_KEPT_MS)}` : `offline ones stay ${ago(OFFLINE_KEPT_MS)}`);
   const list = all.filter((e) => !brief(e)).sort(([a, x], [b, y]) => (x.online !== y.online ? (x.online ? -1 : 1) : x.online ? (a < b ? -1 : 1) : y.at - x.at));
   const online = list.filter(([, d]) => d.online).length;
   $('device-count').textContent = `${online} online`;
@@ -301,6 +302,10 @@ function start(token) {
     }
   });
   watch(treeRoom, { onState: treeState, onMessage: treeMessage });
+  joins.get(treeRoom).handle.ready.catch((e) => {
+    $('truncated').hidden = false;
+    $('truncated').textContent = `Room ${treeRoom}: ${e.code} (${e.message}). Open /?room=<a filter your token grants>, e.g. /?room=sensors/%23.`;
+  });
   watch('$devices', {
     onState: (state) => {
       for (const d of devices.values()) d.online = false;
@@ -316,7 +321,9 @@ function start(token) {
       renderDevices();
     },
   });
-  inspectRoom($('insp-room').value.trim() || '#');
+  devicesRefused = null;
+  joins.get('$devices').handle.ready.catch((e) => { devicesRefused = `$devices: ${e.code} (the token needs the presence claim)`; renderDevices(); });
+  inspectRoom($('insp-room').value.trim() || treeRoom);
 }
 
 // One join per room name, shared by the tree and the inspector.
@@ -395,7 +402,7 @@ function streamIn(m) {
   list.prepend(li);
   while (list.children.length > STREAM_KEPT) list.lastChild.remove();
 }
-$('insp-join').onsubmit = (e) => { e.preventDefault(); inspectRoom($('insp-room').value.trim() || '#'); };
+$('insp-join').onsubmit = (e) => { e.preventDefault(); inspectRoom($('insp-room').value.trim() || treeRoom); };
 $('insp-pause').onclick = () => {
   paused = !paused;
   if (!paused) { held.forEach(streamIn); held = []; }

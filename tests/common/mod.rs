@@ -14,6 +14,7 @@ pub mod browser;
 pub mod canary;
 pub mod raw;
 pub mod rawws;
+pub mod scripted;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};

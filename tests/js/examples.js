@@ -5,19 +5,13 @@
 //   device-chart: a device that publishes appears in the legend with its value.
 // Usage: node examples.js BIN CONFIG HTTP_PORT MQTT_PORT LOG EXAMPLES_DIR STATIC_PORT
 'use strict';
-const { spawn, execFileSync } = require('child_process');
-const net = require('net');
-const { sleep, fail, deadline, launchBrowser, waitFor, Broker } = require('./lib/harness');
+const { execFileSync } = require('child_process');
+const { sleep, fail, deadline, launchBrowser, Broker, staticServer } = require('./lib/harness');
 
 const [bin, config, http, mqttPort, log, dir, staticPort] = process.argv.slice(2);
 deadline(60000);
 const report = {};
 
-const open = (port) => new Promise((resolve) => {
-  const s = net.connect(Number(port), '127.0.0.1');
-  s.once('connect', () => { s.destroy(); resolve(true); });
-  s.once('error', () => resolve(false));
-});
 
 async function person(browser, name, example) {
   const page = await browser.newPage();
@@ -33,9 +27,7 @@ async function until(page, what, fn, arg) {
 (async () => {
   const broker = new Broker(bin, config, Number(http), log);
   await broker.start();
-  const server = spawn('python3', ['-m', 'http.server', staticPort, '--bind', '127.0.0.1', '--directory', dir], { stdio: 'ignore' });
-  process.on('exit', () => server.kill('SIGKILL'));
-  await waitFor('the static server', () => open(staticPort), 10000);
+  await staticServer(dir, staticPort);
   const browser = await launchBrowser();
   try {
     const alice = await person(browser, 'alice', 'chat');

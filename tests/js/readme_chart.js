@@ -2,24 +2,16 @@
 // two publishes the canvas has a line on it (pixels drawn).
 // Usage: node readme_chart.js BIN CONFIG HTTP_PORT MQTT_PORT LOG PAGE_DIR STATIC_PORT
 'use strict';
-const { spawn, execFileSync } = require('child_process');
-const net = require('net');
-const { sleep, fail, deadline, launchBrowser, waitFor, Broker } = require('./lib/harness');
+const { execFileSync } = require('child_process');
+const { sleep, fail, deadline, launchBrowser, waitFor, Broker, staticServer } = require('./lib/harness');
 
 const [bin, config, http, mqttPort, log, dir, staticPort] = process.argv.slice(2);
 deadline(45000);
-const open = (port) => new Promise((resolve) => {
-  const s = net.connect(Number(port), '127.0.0.1');
-  s.once('connect', () => { s.destroy(); resolve(true); });
-  s.once('error', () => resolve(false));
-});
 
 (async () => {
   const broker = new Broker(bin, config, Number(http), log);
   await broker.start();
-  const server = spawn('python3', ['-m', 'http.server', staticPort, '--bind', '127.0.0.1', '--directory', dir], { stdio: 'ignore' });
-  process.on('exit', () => server.kill('SIGKILL'));
-  await waitFor('the static server', () => open(staticPort), 10000);
+  await staticServer(dir, staticPort);
   const browser = await launchBrowser();
   try {
     const page = await browser.newPage();

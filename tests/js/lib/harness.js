@@ -8,7 +8,7 @@ const { chromium } = require('playwright-core');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Brokers this script started: killed when it exits, however it exits.
+// Processes this script started: killed when it exits, however it exits.
 const started = new Set();
 process.on('exit', () => { for (const child of started) try { child.kill('SIGKILL'); } catch { /* gone */ } });
 
@@ -75,6 +75,15 @@ class Broker {
   }
 }
 
+/** python3's http.server over `dir` on 127.0.0.1:`port` (as examples/run serves pages). */
+async function staticServer(dir, port) {
+  const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', dir], { stdio: 'ignore' });
+  started.add(server);
+  server.once('exit', () => started.delete(server));
+  await waitFor('the static server', () => portOpen(Number(port)), 10000);
+  return server;
+}
+
 process.on('unhandledRejection', (e) => fail(e && e.stack ? e.stack : String(e)));
 
-module.exports = { sleep, fail, deadline, launchBrowser, waitFor, Broker };
+module.exports = { sleep, fail, deadline, launchBrowser, waitFor, Broker, staticServer };
