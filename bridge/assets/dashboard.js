@@ -356,7 +356,8 @@ function treeState(state, info) {
   schedule();
 }
 function treeMessage(m) {
-  record(m.topic, m.payload, m.ts, m.retain ? true : undefined, true);
+  // The flag of the value shown: a live, unretained update is not the retained value.
+  record(m.topic, m.payload, m.ts, m.retain, true);
 }
 
 $('login').onsubmit = (e) => {

@@ -266,18 +266,23 @@ impl<I: MqttIo> Live<I> {
                         idle_deadline = Instant::now() + limit;
                     }
                 }
-                _ = sleep_until(token_deadline) => {
-                    return End::Violation(DisconnectReasonCode::NotAuthorized, "token expired".into());
-                }
-                _ = sleep_until(packet_deadline) => {
-                    return End::Io("packet not finished in time ([mqtt] packet_timeout_secs)".into());
-                }
-                _ = sleep_until(idle_deadline) => {
-                    if waiting.is_none() {
-                        return End::KeepAlive;
+                // One timer for the three deadlines: every idle connection holds
+                // this future, and each timer in it costs its size.
+                _ = sleep_until(token_deadline.min(packet_deadline).min(idle_deadline)) => {
+                    let now = Instant::now();
+                    if now >= token_deadline {
+                        return End::Violation(DisconnectReasonCode::NotAuthorized, "token expired".into());
                     }
-                    // Not read while paused: the client cannot be blamed for silence.
-                    idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
+                    if now >= packet_deadline {
+                        return End::Io("packet not finished in time ([mqtt] packet_timeout_secs)".into());
+                    }
+                    if now >= idle_deadline {
+                        if waiting.is_none() {
+                            return End::KeepAlive;
+                        }
+                        // Not read while paused: the client cannot be blamed for silence.
+                        idle_deadline = idle_limit.map_or(far_future, |d| Instant::now() + d);
+                    }
                 }
             }
         }
