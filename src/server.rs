@@ -180,6 +180,12 @@ async fn serve(mut config: Config) -> Result<(), String> {
     broker
         .shutdown(Duration::from_secs(config.node.shutdown_grace_secs))
         .await;
+    // Browsers were closed with 1001 when the stop began; let their close frames out
+    // (a restart's clients then spread their reconnects instead of seeing 1006).
+    let grace = Duration::from_secs(config.node.shutdown_grace_secs.min(5));
+    if !bridge.browsers_closed(grace).await {
+        warn!("some browser connections did not close within {grace:?}");
+    }
     crate::autosave::save_at_shutdown(&router, &store).await;
     bridge.finish().await;
     if let Some(task) = http_task {

@@ -141,6 +141,13 @@ impl Bridge {
         })
     }
 
+    /// At shutdown, after the browsers were told (1001): waits up to `within` until
+    /// their sockets closed, so none is cut off before its close frame. False when
+    /// some were still open.
+    pub async fn browsers_closed(&self, within: std::time::Duration) -> bool {
+        self.state.sockets.all_closed(within).await
+    }
+
     /// Waits until every retained change accepted before shutdown is on disk, then
     /// saves the history log so the next start continues its epoch.
     pub async fn finish(self) {
