@@ -34,6 +34,7 @@ mod token_stage;
 pub mod topic;
 mod upgrade;
 pub mod vitals;
+mod written;
 
 use std::sync::Arc;
 

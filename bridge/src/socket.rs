@@ -11,7 +11,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::{Sink, Stream};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -51,8 +50,7 @@ pub fn serve(
     admission: Admission,
     codec: Codec,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let mut browser = Box::new(Browser::open(socket, state, peer, permit, admission));
-    browser.codec = codec;
+    let mut browser = Box::new(Browser::open(socket, state, peer, permit, admission, codec));
     async move {
         let reason = browser.run().await;
         browser.finish(&reason);
@@ -97,6 +95,7 @@ impl Browser {
         peer: String,
         permit: OwnedSemaphorePermit,
         admission: Admission,
+        codec: Codec,
     ) -> Browser {
         let hub = state.hub.clone();
         let config = hub.config();
@@ -125,7 +124,7 @@ impl Browser {
             socket,
             session,
             queue,
-            codec: Codec::Json,
+            codec,
             batch: Vec::new(),
             delivered: Vec::new(),
             unflushed: false,
@@ -313,25 +312,10 @@ impl Browser {
             let Some(entry) = self.batch.pop() else {
                 continue;
             };
-            let codec = self.codec;
-            let message = match entry {
-                Outgoing::Frame(frame) => written(codec, codec.recode_json(frame)),
-                Outgoing::Joined(joined) => written(codec, encode_reply(&joined, codec)),
-                Outgoing::Ping => WsMessage::Ping(Bytes::new()),
-                Outgoing::Message {
-                    frame,
-                    message,
-                    room,
-                    conflated,
-                } => {
-                    self.delivered.push(message.arrived);
-                    let frame = match conflated {
-                        false => frame.encoded(codec, &message, &room),
-                        true => codec.encode(&message.frame_ref(&room, true)),
-                    };
-                    written(codec, frame)
-                }
-            };
+            if let Outgoing::Message { message, .. } = &entry {
+                self.delivered.push(message.arrived);
+            }
+            let message = crate::written::message(entry, self.codec);
             if let Err(e) = Pin::new(&mut self.socket).start_send(message) {
                 return Poll::Ready(format!("write error: {e}"));
             }
@@ -436,32 +420,4 @@ fn delivery_metrics() -> &'static (Counter, Histogram) {
             histogram!("switchboard_bridge_delivery_seconds"),
         )
     })
-}
-
-/// Replies this large are encoded with the runtime told this worker is busy, so
-/// other connections' tasks move to another thread meanwhile.
-const LARGE_REPLY: usize = 256 * 1024;
-
-fn encode_reply(joined: &crate::joined::Joined, codec: Codec) -> Bytes {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let multi_thread = Handle::try_current()
-        .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if joined.size >= LARGE_REPLY && multi_thread {
-        tokio::task::block_in_place(|| codec.encode(joined))
-    } else {
-        codec.encode(joined)
-    }
-}
-
-/// A text frame for JSON, a binary one for MessagePack.
-fn written(codec: Codec, frame: Bytes) -> WsMessage {
-    match codec {
-        Codec::Json => text(frame),
-        Codec::MsgPack => WsMessage::Binary(frame),
-    }
-}
-
-/// Frames are JSON we encoded ourselves (UTF-8); the check is a scan, not a copy.
-fn text(frame: Bytes) -> WsMessage {
-    WsMessage::Text(Utf8Bytes::try_from(frame).unwrap_or_default())
 }

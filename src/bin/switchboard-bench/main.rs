@@ -9,6 +9,7 @@ mod retained;
 mod stats;
 mod wire;
 mod ws;
+mod ws_resume;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -315,7 +316,7 @@ async fn run(cli: Cli) -> Result<Report, String> {
         Scenario::Deflate { clients } => Ok(deflate::evaluate(clients)),
         Scenario::WsResume { gaps } => {
             let gaps: Vec<usize> = gaps.into_iter().map(|g| g.min(100_000)).collect();
-            ws::resume_cost(cli.mqtt, cli.http, &gaps).await
+            ws_resume::resume_cost(cli.mqtt, cli.http, &gaps).await
         }
         Scenario::Retained { count, phase } => match phase {
             RetainedPhase::Publish => retained::publish_retained(cli.mqtt, count).await,
