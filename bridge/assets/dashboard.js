@@ -76,8 +76,18 @@ function nodeFor(topic) {
   return node;
 }
 
+// Topics the page keeps at most: the browser's memory is bounded like the broker's.
+const MAX_TOPICS = 100000;
+let topicsDropped = 0;
+
 function record(topic, payload, ts, retain, live) {
   let entry = topics.get(topic);
+  if (!entry && topics.size >= MAX_TOPICS) {
+    topicsDropped += 1;
+    $('truncated').hidden = false;
+    $('truncated').textContent = `Showing the first ${MAX_TOPICS.toLocaleString()} topics; ${topicsDropped.toLocaleString()} more seen. Open /?room=<a narrower filter>.`;
+    return;
+  }
   if (!entry) {
     entry = { payload, ts, retain, times: [], stale: false, flashUntil: 0 };
     topics.set(topic, entry);
@@ -348,7 +358,7 @@ function watch(room, listener) {
 const treeRoom = params.get('room') || '#';
 function treeState(state, info) {
   if (info.recovered === false) {
-    topics.clear(); root.children.clear(); root.size = 0; structureDirty = true;
+    topics.clear(); root.children.clear(); root.size = 0; structureDirty = true; topicsDropped = 0;
   }
   for (const s of state) record(s.topic, s.payload, s.ts, true, false);
   $('truncated').hidden = !info.truncated;

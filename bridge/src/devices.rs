@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use switchboard_broker::{DeviceInfo, OfflineReason};
 
-use crate::frames::{encode, DeviceFrame, RequestId};
+use crate::frames::{encode, DeviceFrame, PushFrame, RequestId};
 use crate::hub::Hub;
 use crate::joined::{fit, Joined, Missed, State};
 use crate::rooms::RoomSpec;
@@ -68,9 +68,9 @@ impl Hub {
         let rooms = self.rooms.read();
         for (name, room) in &rooms.device_rooms {
             if room.spec.matches_client(client_id) {
-                let bytes = frame(name);
+                let push = PushFrame::new(frame(name));
                 for member in room.members.values() {
-                    member.queue.push_frame(bytes.clone());
+                    member.queue.push_shared(&push);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Rooms protocol v1 on the wire, server side: the error codes and every frame the
 //! server sends, as typed structs (docs/protocol.md is their description).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -51,6 +51,37 @@ impl Codec {
                 Err(_) => Bytes::new(),
             },
         }
+    }
+}
+
+/// A push many connections get (device and member events): encoded once as JSON by
+/// the hub, and once as MessagePack by the first MessagePack connection writing it.
+#[derive(Debug)]
+pub struct PushFrame {
+    json: Bytes,
+    msgpack: OnceLock<Bytes>,
+}
+
+impl PushFrame {
+    pub fn new(json: Bytes) -> Arc<PushFrame> {
+        Arc::new(PushFrame {
+            json,
+            msgpack: OnceLock::new(),
+        })
+    }
+
+    pub fn encoded(&self, codec: Codec) -> Bytes {
+        match codec {
+            Codec::Json => self.json.clone(),
+            Codec::MsgPack => self
+                .msgpack
+                .get_or_init(|| codec.recode_json(self.json.clone()))
+                .clone(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.json.len()
     }
 }
 
@@ -222,6 +253,12 @@ mod tests {
         }));
         let value: serde_json::Value = rmp_serde::from_slice(&ack).unwrap();
         assert_eq!(value, serde_json::json!({"type": "ack", "id": 3}));
+        let push = PushFrame::new(Bytes::from_static(br#"{"type":"member","event":"join"}"#));
+        let packed = push.encoded(Codec::MsgPack);
+        assert_eq!(packed, push.encoded(Codec::MsgPack), "encoded once, shared");
+        let value: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(value["event"], "join");
+        assert_eq!(&push.encoded(Codec::Json)[..], br#"{"type":"member","event":"join"}"#);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use switchboard_broker::auth::{Claims, SharedAccess};
 use switchboard_broker::EventFeed;
 use switchboard_config::Config;
 
-use crate::frames::{encode, ErrorCode, MemberEvent, MemberInfo, RequestId};
+use crate::frames::{encode, ErrorCode, MemberEvent, MemberInfo, PushFrame, RequestId};
 use crate::history::{MemoryHistory, Resume};
 use crate::joined::{fit, Joined, Missed, NotRecovered, State};
 use crate::message::{Message, RoomFrame};
@@ -230,13 +230,13 @@ impl Hub {
         };
         member.queue.push_joined(joined);
         if spec.presence {
-            let event = encode(&MemberEvent {
+            let event = PushFrame::new(encode(&MemberEvent {
                 room: &name,
                 event: "join",
                 member: &member.info,
-            });
+            }));
             for other in others {
-                other.queue.push_frame(event.clone());
+                other.queue.push_shared(&event);
             }
         }
         Ok(spec)
@@ -358,13 +358,13 @@ impl Hub {
                 self.room_gauges(&rooms);
             }
             if spec.presence {
-                let event = encode(&MemberEvent {
+                let event = PushFrame::new(encode(&MemberEvent {
                     room,
                     event: "leave",
                     member: &member.info,
-                });
+                }));
                 for other in others {
-                    other.queue.push_frame(event.clone());
+                    other.queue.push_shared(&event);
                 }
             }
             return true;

@@ -12,6 +12,7 @@ use metrics::counter;
 use parking_lot::Mutex;
 use std::task::{Context, Poll};
 
+use crate::frames::PushFrame;
 use crate::joined::Joined;
 use crate::message::{Message, RoomFrame};
 
@@ -55,6 +56,8 @@ impl QueueLimits {
 pub enum Outgoing {
     /// A reply or a push that is never conflated.
     Frame(Bytes),
+    /// A push shared by many connections (never conflated).
+    Push(Arc<PushFrame>),
     /// A `joined` reply, encoded by the writer (outside the hub's lock).
     Joined(Box<Joined>),
     /// A room message; `frame` is shared by every member of the room.
@@ -71,6 +74,7 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Outgoing::Frame(frame) => frame.len(),
+            Outgoing::Push(frame) => frame.len(),
             Outgoing::Message { message, room, .. } => message.frame_size_estimate(room),
             Outgoing::Joined(joined) => joined.size,
             Outgoing::Ping => 0,
@@ -125,6 +129,11 @@ impl OutboundQueue {
     /// Queues a reply or push frame (never conflated).
     pub fn push_frame(&self, frame: Bytes) {
         self.push(Outgoing::Frame(frame), None);
+    }
+
+    /// Queues a push that other connections get too (never conflated).
+    pub fn push_shared(&self, frame: &Arc<PushFrame>) {
+        self.push(Outgoing::Push(frame.clone()), None);
     }
 
     /// Queues a `joined` reply; its estimated size counts against `max_queue_bytes`.
@@ -218,9 +227,12 @@ impl OutboundQueue {
             state.closed = Some((code, reason.to_string()));
             // Replies and pushes already queued still go out before the close frame
             // (the client learns why); room messages do not: it resumes with `since`.
-            state
-                .entries
-                .retain(|slot| matches!(slot, Some(Outgoing::Frame(_) | Outgoing::Joined(_))));
+            state.entries.retain(|slot| {
+                matches!(
+                    slot,
+                    Some(Outgoing::Frame(_) | Outgoing::Push(_) | Outgoing::Joined(_))
+                )
+            });
             state.latest.clear();
             state.queued_messages = 0;
             state.queued_entries = state.entries.len();

@@ -218,7 +218,7 @@ fn events(
                                 &message.frame(&room, conflated),
                             )),
                             // Member and device pushes are for /ws; SSE rooms are topic rooms.
-                            Outgoing::Frame(_) | Outgoing::Ping => {}
+                            Outgoing::Frame(_) | Outgoing::Push(_) | Outgoing::Ping => {}
                         }
                     }
                     events.reverse();

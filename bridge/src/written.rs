@@ -12,6 +12,7 @@ use crate::outbound::Outgoing;
 pub fn message(entry: Outgoing, codec: Codec) -> WsMessage {
     match entry {
         Outgoing::Frame(frame) => framed(codec, codec.recode_json(frame)),
+        Outgoing::Push(frame) => framed(codec, frame.encoded(codec)),
         Outgoing::Joined(joined) => framed(codec, encode_reply(&joined, codec)),
         Outgoing::Ping => WsMessage::Ping(Bytes::new()),
         Outgoing::Message {
