@@ -258,7 +258,10 @@ mod tests {
         assert_eq!(packed, push.encoded(Codec::MsgPack), "encoded once, shared");
         let value: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
         assert_eq!(value["event"], "join");
-        assert_eq!(&push.encoded(Codec::Json)[..], br#"{"type":"member","event":"join"}"#);
+        assert_eq!(
+            &push.encoded(Codec::Json)[..],
+            br#"{"type":"member","event":"join"}"#
+        );
     }
 
     #[test]
